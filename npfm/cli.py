@@ -1,0 +1,63 @@
+"""The ``npfm`` command: one entry, a subcommand per job.
+
+    npfm gradcheck                 float64 gradient check of every layer and model
+    npfm train gpt [...]           pre-train / fine-tune a GPT (the main job)
+    npfm generate --checkpoint C   sample from a trained GPT, streamed
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _gradcheck(args):
+    from .checks import main
+    return main(seed=args.seed)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="npfm", description="Transformer foundation models from scratch in NumPy.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("gradcheck", help="float64 gradient check of every layer, loss and model")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_gradcheck)
+
+    train = sub.add_parser("train", help="train a model (gpt, ...)")
+    models = train.add_subparsers(dest="model", metavar="MODEL")
+    models.required = True
+    finetune = sub.add_parser("finetune", help="fine-tune a pre-trained model on a task")
+    finetune_models = finetune.add_subparsers(dest="model", metavar="MODEL")
+    finetune_models.required = True
+
+    from .jobs import gpt as gpt_job
+    gpt_job.add_commands(sub, models)
+    for name in ("bert", "clip", "dalle"):
+        try:
+            module = __import__(f"npfm.jobs.{name}", fromlist=["add_commands"])
+        except ImportError:
+            continue
+        module.add_commands(sub, models, finetune_models)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:
+        if getattr(args, "debug", False):
+            raise
+        print(f"npfm: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data sets made from what is installed: no downloads, ever."""

@@ -1,0 +1,1 @@
+"""Jobs: what each model brings to the shared loop, and its commands."""

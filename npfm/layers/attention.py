@@ -1,0 +1,249 @@
+"""Scaled dot-product attention and multi-head attention.
+
+The pair (one head or many, any leading axes):
+
+    S = q @ k^T / sqrt(D)              scores          (..., Tq, Tk)
+    S[~mask] = -inf                    True = may attend
+    P = softmax(S)  over Tk            a row with no allowed key gives P = 0
+    y = P @ v                                           (..., Tq, D)
+
+Backward, reversing each line:
+
+    dv = P^T @ dy                      (..., Tk, D)
+    dP = dy @ v^T                      (..., Tq, Tk)
+    dS = P * (dP - sum(dP * P, -1))    softmax backward; zero where masked
+                                       sum_j dP_ij P_ij = dy_i . y_i (no (Tq, Tk) temporary)
+    dq = dS @ k / sqrt(D)              dk = dS^T @ q / sqrt(D)
+
+Scaling the (T, D) operands instead of the (Tq, Tk) scores saves a pass over
+the largest array; the softmax runs in place for the same reason.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..core import Module, Parameter, check_array
+from .linear import linear_backward, linear_forward
+
+
+def _as_bool_mask(mask, scores_shape, who):
+    """Check that ``mask`` is boolean (or 0/1 integers) and broadcasts to the scores."""
+    mask = np.asarray(mask)
+    if mask.dtype != bool:
+        if not np.issubdtype(mask.dtype, np.integer):
+            raise TypeError(f"{who}: mask must be boolean (True = may attend), got dtype {mask.dtype}")
+        mask = mask != 0
+    try:
+        shape = np.broadcast_shapes(mask.shape, scores_shape)
+    except ValueError:
+        shape = None
+    if shape != tuple(scores_shape):
+        raise ValueError(f"{who}: mask of shape {mask.shape} does not broadcast to the "
+                         f"attention scores (..., Tq, Tk) = {tuple(scores_shape)}")
+    return mask
+
+
+def causal_mask(Tq, Tk=None):
+    """(Tq, Tk) boolean: query i may attend key j when j <= i + (Tk - Tq).
+
+    With Tk > Tq the queries are the *last* Tq positions of the sequence
+    (incremental decoding with a KV cache).
+    """
+    Tk = Tq if Tk is None else Tk
+    return np.tri(Tq, Tk, k=Tk - Tq, dtype=bool)
+
+
+def attention_forward(q, k, v, mask=None):
+    """y = softmax(q k^T / sqrt(D), masked) v.
+
+    q: (..., Tq, D)   k, v: (..., Tk, D)   mask: bool, broadcastable to
+    (..., Tq, Tk), True = may attend.   ->   y: (..., Tq, D), cache
+    """
+    q = check_array(q, "q", min_ndim=2, who="attention")
+    k = check_array(k, "k", min_ndim=2, who="attention")
+    v = check_array(v, "v", min_ndim=2, who="attention")
+    if k.shape != v.shape or q.shape[-1] != k.shape[-1] or q.shape[:-2] != k.shape[:-2]:
+        raise ValueError(f"attention: q {q.shape}, k {k.shape}, v {v.shape} do not match: "
+                         "expected q (..., Tq, D) and k, v (..., Tk, D) with the same leading axes")
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    # scaling q (Tq x D) is cheaper than scaling the scores (Tq x Tk); a
+    # contiguous k^T lets BLAS run at full speed
+    kT = np.ascontiguousarray(k.swapaxes(-1, -2))                  # (..., D, Tk)
+    scores = (q * scale) @ kT                                      # (..., Tq, Tk)
+    if mask is not None:
+        mask = _as_bool_mask(mask, scores.shape, "attention")
+        np.copyto(scores, -np.inf, where=~mask)
+    P = _masked_softmax_inplace(scores)                            # (..., Tq, Tk)
+    y = P @ v                                                      # (..., Tq, D)
+    return y, (q, k, v, P, y, scale)
+
+
+def _masked_softmax_inplace(scores):
+    """Softmax over the last axis, in place; rows that are all -inf become 0."""
+    row_max = scores.max(axis=-1, keepdims=True)                   # (..., Tq, 1)
+    row_max[~np.isfinite(row_max)] = 0.0                           # fully masked rows
+    scores -= row_max
+    np.exp(scores, out=scores)
+    row_sum = scores.sum(axis=-1, keepdims=True)                   # (..., Tq, 1)
+    row_sum[row_sum == 0] = 1.0                                    # 0 / 1 = 0, never NaN
+    scores /= row_sum
+    return scores
+
+
+def attention_backward(dy, cache):
+    """dy: (..., Tq, D) -> (dq, dk, dv) shaped like q, k, v."""
+    q, k, v, P, y, scale = cache
+    dv = P.swapaxes(-1, -2) @ dy                                   # (..., Tk, D)
+    dP = dy @ np.ascontiguousarray(v.swapaxes(-1, -2))             # (..., Tq, Tk)
+    # softmax backward, in place on dP: dS = P * (dP - sum(dP * P)),
+    # where sum_j dP_ij P_ij = sum_j (dy_i . v_j) P_ij = dy_i . y_i
+    dP -= (dy * y).sum(axis=-1, keepdims=True)                     # (..., Tq, Tk)
+    dS = np.multiply(dP, P, out=dP)                                # (..., Tq, Tk)
+    dq = dS @ k                                                    # (..., Tq, D)
+    dq *= scale
+    dk = dS.swapaxes(-1, -2) @ q                                   # (..., Tk, D)
+    dk *= scale
+    return dq, dk, dv
+
+
+class KVCache:
+    """Keys and values of the positions decoded so far, for one attention layer.
+
+    k, v: (B, H, max_len, D) buffers filled from the left; ``length`` of them
+    are valid. Appending past ``max_len`` is an error: the model decides what
+    to do at its context limit.
+    """
+
+    def __init__(self, B, H, max_len, D, dtype=np.float32):
+        self.k = np.zeros((B, H, max_len, D), dtype)
+        self.v = np.zeros((B, H, max_len, D), dtype)
+        self.length = 0
+
+    def append(self, k, v):
+        """k, v: (B, H, T, D) -> all valid keys and values (B, H, length, D)."""
+        T = k.shape[2]
+        if self.length + T > self.k.shape[2]:
+            raise ValueError(f"KV cache holds {self.k.shape[2]} positions; "
+                             f"cannot append {T} to {self.length}")
+        self.k[:, :, self.length:self.length + T] = k
+        self.v[:, :, self.length:self.length + T] = v
+        self.length += T
+        return self.k[:, :, :self.length], self.v[:, :, :self.length]
+
+
+class MultiHeadAttention(Module):
+    """Multi-head attention with a fused query/key/value projection.
+
+    Self-attention (context is None):
+        [q | k | v] = x @ W_qkv + b_qkv          (B, T, 3C), split into H heads of D
+    Cross-attention (keys and values from ``context``):
+        q = x @ W_qkv[:, :C] + b_qkv[:C]        [k | v] = context @ W_qkv[:, C:] + b_qkv[C:]
+    then y = concat_heads(attention(q, k, v, mask)) @ W_out + b_out.
+
+    mask (True = may attend) may be a key-padding mask (B, Tk), or a full mask
+    (B, Tq, Tk) or (B, H, Tq, Tk); ``causal=True`` adds the causal mask
+    (self-attention only). backward(dy) returns dx, or (dx, dcontext) after
+    cross-attention.
+    """
+
+    def __init__(self, dim, n_heads, causal=False, bias=True, std=0.02, rng=None,
+                 dtype=np.float32):
+        if dim % n_heads != 0:
+            raise ValueError(f"MultiHeadAttention: dim {dim} is not divisible by n_heads {n_heads}")
+        rng = np.random.default_rng(0) if rng is None else rng
+        self.dim, self.n_heads, self.causal = dim, n_heads, causal
+        self.W_qkv = Parameter((rng.standard_normal((dim, 3 * dim)) * std).astype(dtype))
+        self.b_qkv = Parameter(np.zeros(3 * dim, dtype)) if bias else None
+        self.W_out = Parameter((rng.standard_normal((dim, dim)) * std).astype(dtype))
+        self.b_out = Parameter(np.zeros(dim, dtype)) if bias else None
+
+    def _heads(self, x):
+        """(B, T, C) -> (B, H, T, D)"""
+        B, T, _ = x.shape
+        return x.reshape(B, T, self.n_heads, -1).transpose(0, 2, 1, 3)
+
+    def _merge(self, x):
+        """(B, H, T, D) -> (B, T, C)"""
+        B, _, T, _ = x.shape
+        return x.transpose(0, 2, 1, 3).reshape(B, T, self.dim)
+
+    def _mask(self, mask, B, Tq, Tk, self_attention):
+        full = None
+        if mask is not None:
+            mask = np.asarray(mask)
+            if mask.ndim == 2:                                     # key padding (B, Tk)
+                if mask.shape != (B, Tk):
+                    raise ValueError(f"MultiHeadAttention: padding mask has shape {mask.shape}, "
+                                     f"expected (B, Tk) = {(B, Tk)}")
+                mask = mask[:, None, None, :]                      # (B, 1, 1, Tk)
+            elif mask.ndim == 3:
+                mask = mask[:, None]                               # (B, 1, Tq, Tk)
+            elif mask.ndim != 4:
+                raise ValueError(f"MultiHeadAttention: mask must be (B, Tk), (B, Tq, Tk) or "
+                                 f"(B, H, Tq, Tk); got shape {mask.shape}")
+            full = _as_bool_mask(mask, (B, self.n_heads, Tq, Tk), "MultiHeadAttention")
+        if self.causal and self_attention:
+            tri = causal_mask(Tq, Tk)                              # (Tq, Tk)
+            full = tri if full is None else (full & tri)
+        return full
+
+    def forward(self, x, mask=None, context=None, kv_cache=None):
+        """x: (B, T, C) -> y: (B, T, C). kv_cache: a KVCache for incremental decoding."""
+        x = check_array(x, "x", min_ndim=3, last_dim=self.dim, who="MultiHeadAttention")
+        B, T, C = x.shape
+        b_qkv = self.b_qkv.data if self.b_qkv is not None else None
+        W_qkv = self.W_qkv.data
+        if context is None:
+            qkv, lin_cache = linear_forward(x, W_qkv, b_qkv)                 # (B, T, 3C)
+            q, k, v = np.split(qkv, 3, axis=-1)                            # 3 x (B, T, C)
+            kv_lin_cache = None
+        else:
+            context = check_array(context, "context", min_ndim=3, last_dim=self.dim,
+                                  who="MultiHeadAttention")
+            if context.shape[0] != B:
+                raise ValueError(f"MultiHeadAttention: context batch {context.shape[0]} != x batch {B}")
+            q, lin_cache = linear_forward(x, W_qkv[:, :C], None if b_qkv is None else b_qkv[:C])
+            kv, kv_lin_cache = linear_forward(context, W_qkv[:, C:],
+                                              None if b_qkv is None else b_qkv[C:])  # (B, Tk, 2C)
+            k, v = np.split(kv, 2, axis=-1)
+        q, k, v = self._heads(q), self._heads(k), self._heads(v)           # (B, H, T*, D)
+        if kv_cache is not None:
+            k, v = kv_cache.append(k, v)                                   # (B, H, Tk, D)
+        mask = self._mask(mask, B, T, k.shape[2], context is None)
+        a, attn_cache = attention_forward(q, k, v, mask)                   # (B, H, T, D)
+        a = self._merge(a)                                                 # (B, T, C)
+        y, out_cache = linear_forward(a, self.W_out.data,
+                                      None if self.b_out is None else self.b_out.data)
+        self._cache = (lin_cache, kv_lin_cache, attn_cache, out_cache, kv_cache is not None)
+        return y
+
+    def backward(self, dy):
+        lin_cache, kv_lin_cache, attn_cache, out_cache, used_kv_cache = self._saved()
+        if used_kv_cache:
+            raise ValueError("MultiHeadAttention.backward: no backward through KV-cache "
+                             "decoding (it is for generation only)")
+        C = self.dim
+        da, dW_out, db_out = linear_backward(dy, out_cache)                # (B, T, C)
+        self.W_out.grad += dW_out
+        if self.b_out is not None:
+            self.b_out.grad += db_out
+        dq, dk, dv = attention_backward(self._heads(da), attn_cache)       # (B, H, T*, D)
+        dq, dk, dv = self._merge(dq), self._merge(dk), self._merge(dv)     # (B, T*, C)
+        if kv_lin_cache is None:
+            dqkv = np.concatenate([dq, dk, dv], axis=-1)                   # (B, T, 3C)
+            dx, dW, db = linear_backward(dqkv, lin_cache)
+            self.W_qkv.grad += dW
+            if self.b_qkv is not None:
+                self.b_qkv.grad += db
+            return dx
+        dx, dWq, dbq = linear_backward(dq, lin_cache)
+        dcontext, dWkv, dbkv = linear_backward(np.concatenate([dk, dv], axis=-1), kv_lin_cache)
+        self.W_qkv.grad[:, :C] += dWq
+        self.W_qkv.grad[:, C:] += dWkv
+        if self.b_qkv is not None:
+            self.b_qkv.grad[:C] += dbq
+            self.b_qkv.grad[C:] += dbkv
+        return dx, dcontext

@@ -1,0 +1,83 @@
+"""Cross-entropy of logits against integer targets.
+
+For one row of logits z (V entries) and its target class c:
+
+    log p_c = z_c - logsumexp(z),   logsumexp(z) = m + log sum_j exp(z_j - m),  m = max(z)
+    loss_row = -log p_c
+
+Subtracting the row max m keeps every exp <= 1, so logits of size 1000 are
+fine. The loss is the mean over the n rows whose target is not
+``ignore_index`` (padding, unmasked BERT positions). Its gradient is
+
+    dloss/dz = (softmax(z) - onehot(c)) / n    on counted rows,   0 on ignored rows
+
+If every target is ignored (n = 0) the loss is 0 and the gradient is all
+zeros: there is nothing to learn from, and 0 / 0 = NaN would poison training.
+(PyTorch returns NaN here.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .core import Module, check_array
+
+
+def cross_entropy_forward(logits, targets, ignore_index=-100):
+    """Mean over counted rows of -log softmax(logits)[target].
+
+    logits: (..., V) float   targets: (...) integers in [0, V) or ignore_index
+    ->   loss: a 0-d scalar of the logits' dtype, cache
+    """
+    logits = check_array(logits, "logits", who="cross_entropy")
+    targets = np.asarray(targets)
+    if targets.dtype == bool or not np.issubdtype(targets.dtype, np.integer):
+        raise TypeError(f"cross_entropy: targets must be integer class ids, got dtype {targets.dtype}")
+    if targets.shape != logits.shape[:-1]:
+        raise ValueError(f"cross_entropy: targets have shape {targets.shape}, expected "
+                         f"{logits.shape[:-1]} (the logits' shape {logits.shape} without the last axis)")
+    V = logits.shape[-1]
+    z = logits.reshape(-1, V)                                          # (N, V)
+    t = targets.reshape(-1)                                            # (N,)
+    counted = t != ignore_index                                        # (N,)
+    bad = counted & ((t < 0) | (t >= V))
+    if bad.any():
+        raise ValueError(f"cross_entropy: target {int(t[bad][0])} is outside the classes [0, {V}) "
+                         f"and is not ignore_index ({ignore_index})")
+    n = int(counted.sum())
+    rows = np.flatnonzero(counted)                                     # (n,)
+    probs = z - z.max(axis=-1, keepdims=True)                          # (N, V) shifted logits
+    target_logit = probs[rows, t[rows]]                                # (n,)
+    np.exp(probs, out=probs)
+    row_sum = probs.sum(axis=-1, keepdims=True)                        # (N, 1)
+    log_p = target_logit - np.log(row_sum[rows, 0])                    # (n,) log p_target
+    probs /= row_sum                                                   # (N, V) softmax
+    loss = -log_p.sum() / n if n else 0.0
+    return logits.dtype.type(loss), (probs, t, counted, rows, n, logits.shape)
+
+
+def cross_entropy_backward(dloss, cache):
+    """dloss: scalar (1.0 for the loss itself) -> dlogits (..., V).
+
+    dlogits = dloss * (softmax - onehot(target)) / n on counted rows, 0 on ignored ones.
+    """
+    probs, t, counted, rows, n, shape = cache
+    scale = float(dloss) / max(n, 1)     # a Python float keeps the logits' dtype
+    row_weight = counted.astype(probs.dtype) * scale                   # (N,) 0 on ignored rows
+    dlogits = probs * row_weight[:, None]                              # (N, V)
+    dlogits[rows, t[rows]] -= 0.9 * scale
+    return dlogits.reshape(shape)
+
+
+class CrossEntropyLoss(Module):
+    """forward(logits, targets) -> mean loss; backward(dloss=1.0) -> dlogits."""
+
+    def __init__(self, ignore_index=-100):
+        self.ignore_index = ignore_index
+
+    def forward(self, logits, targets):
+        loss, self._cache = cross_entropy_forward(logits, targets, self.ignore_index)
+        return loss
+
+    def backward(self, dloss=1.0):
+        return cross_entropy_backward(dloss, self._saved())

@@ -1,0 +1,669 @@
+"""BERT: a bidirectional transformer encoder, its pre-training heads, its
+fine-tuning heads, and a loader for Hugging Face BERT checkpoints.
+
+Forward, for token ids, segment ids and an attention mask, all (B, T):
+
+    x = E_tok[ids] + E_seg[segments] + P[:T]     three embeddings, summed    (B, T, C)
+    x = dropout(LayerNorm(x))
+    x = block_l(x, mask)   for l = 1..L          post-LN, bidirectional      (B, T, C)
+    h = x                                        the sequence output         (B, T, C)
+    pooled = tanh(h[:, 0] @ W_pool + b_pool)     the [CLS] position's summary (B, C)
+
+The attention mask (1 = real token, 0 = padding) is a *key-padding* mask: no
+position attends to padding, so the outputs at real positions do not depend
+on how much padding follows them.
+
+Heads, each a small Module on top of h or pooled:
+
+    MLM    logits = LN(gelu(h_sel @ W_t + b_t)) @ E_tok^T + b_vocab     (N, V)
+           h_sel: the N masked positions only; the decoder is tied to the
+           token embedding, so E_tok receives gradient from both ends
+    NSP    logits = pooled @ W + b                                     (B, 2)
+    sequence classification   dropout(pooled) @ W + b                  (B, K)
+    token classification      dropout(h) @ W + b                       (B, T, K)
+
+Backward, in reverse: each head returns dh (and dpooled); the pooler sends
+dpooled back to position 0 of h; then the blocks in reverse, the embedding
+LayerNorm, the positions, and finally each embedding table takes its rows.
+
+Inputs longer than the position table (``max_len``) are refused by the model
+with a ValueError; the text helpers (``sentence_embeddings``) truncate to the
+limit and warn, as Hugging Face's tokenizers do with ``truncation=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from ..core import Module, Parameter, check_ids
+from ..layers.activations import GELU
+from ..layers.block import TransformerBlock
+from ..layers.dropout import Dropout
+from ..layers.embedding import Embedding
+from ..layers.layernorm import LayerNorm
+from ..layers.linear import Linear, linear_backward, linear_forward
+from ..layers.positional import PositionalEmbedding
+
+IGNORE_INDEX = -100
+
+
+# ----- configuration ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class BertConfig:
+    """Architecture of a BERT encoder. ``hidden`` (F) defaults to 4 * dim."""
+    vocab_size: int = 30522
+    max_len: int = 128              # positions in the table
+    type_vocab_size: int = 2        # segments A and B
+    dim: int = 128
+    n_layers: int = 2
+    n_heads: int = 4
+    hidden: int = 0
+    dropout: float = 0.1
+    eps: float = 1e-12              # LayerNorm epsilon, as BERT
+    init_std: float = 0.02          # std of the initial weights (HF: initializer_range)
+
+    def __post_init__(self):
+        if self.hidden == 0:
+            object.__setattr__(self, "hidden", 4 * self.dim)
+        for name in ("vocab_size", "max_len", "type_vocab_size", "dim", "n_layers", "n_heads",
+                     "hidden"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"BertConfig: {name} must be a positive integer, got {value!r}")
+        if self.dim % self.n_heads:
+            raise ValueError(f"BertConfig: dim {self.dim} is not divisible by n_heads {self.n_heads}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"BertConfig: dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"BertConfig: unknown keys {sorted(unknown)}")
+        return cls(**d)
+
+    @classmethod
+    def from_hf_config(cls, d):
+        """A Hugging Face ``config.json`` (model_type "bert") as a BertConfig."""
+        if not isinstance(d, dict):
+            raise TypeError(f"BertConfig.from_hf_config expects a dict, got {type(d).__name__}")
+        if d.get("model_type", "bert") != "bert":
+            raise ValueError(f"config.json: model_type {d.get('model_type')!r} is not supported "
+                             "(only 'bert': RoBERTa and DistilBERT lay their weights out differently)")
+        act = d.get("hidden_act", "gelu")
+        if act != "gelu":
+            raise ValueError(f"config.json: hidden_act {act!r} is not supported (only 'gelu', "
+                             "the exact erf GELU of BERT)")
+        if d.get("position_embedding_type", "absolute") != "absolute":
+            raise ValueError(f"config.json: position_embedding_type "
+                             f"{d['position_embedding_type']!r} is not supported (only 'absolute')")
+        needed = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                  "intermediate_size", "max_position_embeddings")
+        missing = [k for k in needed if k not in d]
+        if missing:
+            raise ValueError(f"config.json lacks {missing}")
+        return cls(vocab_size=d["vocab_size"], max_len=d["max_position_embeddings"],
+                   type_vocab_size=d.get("type_vocab_size", 2), dim=d["hidden_size"],
+                   n_layers=d["num_hidden_layers"], n_heads=d["num_attention_heads"],
+                   hidden=d["intermediate_size"], dropout=d.get("hidden_dropout_prob", 0.1),
+                   eps=d.get("layer_norm_eps", 1e-12),
+                   init_std=d.get("initializer_range", 0.02))
+
+
+PRESETS = {
+    # for tests: whole-model gradient checks in seconds. BERT's init std 0.02 suits
+    # width 768; at width 16 the attention path (two 0.02 projections) would carry
+    # ~0.3% of the signal and training would sit on a plateau, so 0.1 here.
+    "tiny": BertConfig(vocab_size=64, max_len=16, dim=16, n_layers=2, n_heads=2, dropout=0.0,
+                       init_std=0.1),
+    # the main job: MLM + NSP pre-training on Python's documentation in minutes
+    "default": BertConfig(vocab_size=4096, max_len=128, dim=128, n_layers=2, n_heads=4,
+                          dropout=0.0),
+}
+
+
+def preset(name, **overrides):
+    """A named preset with some fields replaced (e.g. the tokenizer's vocab_size)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown BERT preset {name!r}; choose from {sorted(PRESETS)}")
+    return replace(PRESETS[name], **overrides)
+
+
+# ----- tanh, the pooler's activation --------------------------------------------
+
+def tanh_forward(x):
+    """y = tanh(x), elementwise.   x: (...) -> y: (...), cache"""
+    y = np.tanh(x)
+    return y, y
+
+
+def tanh_backward(dy, cache):
+    """dx = dy * (1 - y^2), since d tanh(x) / dx = 1 - tanh(x)^2."""
+    y = cache
+    return dy * (1.0 - y * y)
+
+
+class Tanh(Module):
+    """The tanh activation; no Parameters."""
+
+    def forward(self, x):
+        y, self._cache = tanh_forward(x)
+        return y
+
+    def backward(self, dy):
+        return tanh_backward(dy, self._saved())
+
+
+# ----- the encoder -----------------------------------------------------------------
+
+class Pooler(Module):
+    """pooled = tanh(h[:, 0] @ W + b): a summary of the sequence read at [CLS].
+
+    backward(dpooled (B, C)) -> dh (B, T, C), zero except at position 0.
+    """
+
+    def __init__(self, dim, std=0.02, rng=None, dtype=np.float32):
+        self.dense = Linear(dim, dim, std=std, rng=rng, dtype=dtype)
+        self.act = Tanh()
+
+    def forward(self, h):
+        """h: (B, T, C) -> (B, C)"""
+        self._cache = h.shape
+        return self.act(self.dense(h[:, 0]))                         # (B, C)
+
+    def backward(self, dpooled):
+        dh = np.zeros(self._saved(), dtype=dpooled.dtype)           # (B, T, C)
+        dh[:, 0] = self.dense.backward(self.act.backward(dpooled))
+        return dh
+
+
+class BertModel(Module):
+    """The BERT encoder: forward(ids, segments, attention_mask) -> h (B, T, C).
+
+    ``pool(h)`` gives the pooled [CLS] vector (B, C). ``backward(dh, dpooled=None)``
+    fills every Parameter's grad (pass dpooled when pool was used).
+    """
+
+    def __init__(self, config: BertConfig, seed=0, dtype=np.float32):
+        rng = np.random.default_rng(seed)
+        c = self.config = config
+        std = c.init_std
+        self.tok_emb = Embedding(c.vocab_size, c.dim, std=std, rng=rng, dtype=dtype)
+        self.seg_emb = Embedding(c.type_vocab_size, c.dim, std=std, rng=rng, dtype=dtype)
+        self.pos = PositionalEmbedding(c.max_len, c.dim, std=std, rng=rng, dtype=dtype)
+        self.emb_ln = LayerNorm(c.dim, eps=c.eps, dtype=dtype)
+        self.drop = Dropout(c.dropout)
+        self.blocks = [TransformerBlock(c.dim, c.n_heads, c.hidden, causal=False, norm_first=False,
+                                        activation="gelu_exact", dropout=c.dropout, eps=c.eps,
+                                        std=std, rng=rng, dtype=dtype)
+                       for _ in range(c.n_layers)]
+        self.pooler = Pooler(c.dim, std=std, rng=rng, dtype=dtype)
+
+    def check_inputs(self, ids, segments=None, attention_mask=None):
+        """(ids, segments, mask) checked: (B, T) integers in range, mask boolean or None."""
+        c = self.config
+        ids = check_ids(ids, c.vocab_size, who="BERT")
+        if ids.ndim != 2:
+            raise ValueError(f"BERT: ids must be (B, T), got shape {ids.shape}")
+        B, T = ids.shape
+        if B == 0 or T == 0:
+            raise ValueError(f"BERT: empty input (ids of shape {ids.shape}); give at least one "
+                             "token, e.g. [CLS] [SEP]")
+        if T > c.max_len:
+            raise ValueError(f"BERT: {T} positions exceed the position table of {c.max_len}; "
+                             f"truncate the input to {c.max_len} tokens")
+        if segments is None:
+            segments = np.zeros((B, T), dtype=np.int64)              # (B, T) all segment A
+        else:
+            segments = check_ids(segments, c.type_vocab_size, name="segments", who="BERT")
+            if segments.shape != ids.shape:
+                raise ValueError(f"BERT: segments have shape {segments.shape}, ids {ids.shape}")
+        mask = None
+        if attention_mask is not None:
+            mask = np.asarray(attention_mask)
+            if mask.shape != ids.shape:
+                raise ValueError(f"BERT: attention_mask has shape {mask.shape}, ids {ids.shape}")
+            if mask.dtype != bool:
+                if not np.issubdtype(mask.dtype, np.integer) or not np.isin(mask, (0, 1)).all():
+                    raise TypeError(f"BERT: attention_mask must be boolean or 0/1 integers "
+                                    f"(1 = real token), got dtype {mask.dtype}")
+                mask = mask != 0                                     # (B, T)
+        return ids, segments, mask
+
+    def forward(self, ids, segments=None, attention_mask=None):
+        """ids, segments, attention_mask: (B, T) -> h: (B, T, C)."""
+        ids, segments, mask = self.check_inputs(ids, segments, attention_mask)
+        x = self.tok_emb(ids) + self.seg_emb(segments)               # (B, T, C)
+        x = self.pos(x)                                              # (B, T, C)
+        x = self.drop(self.emb_ln(x))                                # (B, T, C)
+        for block in self.blocks:
+            x = block(x, mask=mask)                                  # (B, T, C)
+        return x
+
+    def pool(self, h):
+        """h: (B, T, C) -> pooled (B, C)."""
+        return self.pooler(h)
+
+    def backward(self, dh=None, dpooled=None):
+        """dh: (B, T, C) and/or dpooled: (B, C). Fills grads; ids have no gradient."""
+        if dpooled is not None:
+            dh_pool = self.pooler.backward(dpooled)                  # (B, T, C)
+            dh = dh_pool if dh is None else dh + dh_pool
+        if dh is None:
+            raise ValueError("BertModel.backward: give dh, dpooled or both")
+        for block in reversed(self.blocks):
+            dh = block.backward(dh)
+        dx = self.emb_ln.backward(self.drop.backward(dh))            # (B, T, C)
+        dx = self.pos.backward(dx)
+        self.seg_emb.backward(dx)
+        self.tok_emb.backward(dx)
+        return None
+
+
+# ----- heads ----------------------------------------------------------------------------
+
+class MLMHead(Module):
+    """Masked-LM head: logits = LN(gelu(h @ W_t + b_t)) @ E^T + b_vocab.
+
+    The decoder E is the token embedding's Parameter itself (tied), so its
+    gradient adds to the embedding's. forward(h, select) with a boolean
+    select (B, T) scores only the N selected positions: logits (N, V)
+    instead of (B, T, V), ~7x fewer rows in the largest product.
+    """
+
+    def __init__(self, config: BertConfig, token_embedding: Parameter, rng=None,
+                 dtype=np.float32):
+        c = config
+        self.dense = Linear(c.dim, c.dim, std=c.init_std, rng=rng, dtype=dtype)
+        self.act = GELU("none")
+        self.ln = LayerNorm(c.dim, eps=c.eps, dtype=dtype)
+        self.W_emb = token_embedding                  # tied: the same Parameter object
+        self.b_vocab = Parameter(np.zeros(c.vocab_size, dtype), decay=False)
+
+    def forward(self, h, select=None):
+        """h: (B, T, C) -> logits (B, T, V); with select (B, T) bool -> (N, V)."""
+        shape = h.shape
+        if select is not None:
+            select = np.asarray(select, dtype=bool)
+            if select.shape != shape[:-1]:
+                raise ValueError(f"MLMHead: select has shape {select.shape}, expected {shape[:-1]}")
+            h = h[select]                                            # (N, C)
+        t = self.ln(self.act(self.dense(h)))                         # (N, C)
+        logits, lin_cache = linear_forward(t, self.W_emb.data.T, self.b_vocab.data)  # (N, V)
+        self._cache = (lin_cache, select, shape)
+        return logits
+
+    def backward(self, dlogits):
+        lin_cache, select, shape = self._saved()
+        dt, dWT, db = linear_backward(dlogits, lin_cache)            # (N, C), (C, V), (V,)
+        self.W_emb.grad += dWT.T                                     # the decoder's share of E
+        self.b_vocab.grad += db
+        dh = self.dense.backward(self.act.backward(self.ln.backward(dt)))  # (N, C)
+        if select is None:
+            return dh
+        dh_full = np.zeros(shape, dtype=dh.dtype)                    # (B, T, C)
+        dh_full[select] = dh
+        return dh_full
+
+
+class Classifier(Module):
+    """logits = dropout(x) @ W + b: the fine-tuning head, on pooled (B, C) or h (B, T, C)."""
+
+    def __init__(self, dim, n_classes, dropout=0.1, std=0.02, rng=None, dtype=np.float32):
+        self.drop = Dropout(dropout)
+        self.fc = Linear(dim, n_classes, std=std, rng=rng, dtype=dtype)
+
+    def forward(self, x):
+        return self.fc(self.drop(x))
+
+    def backward(self, dy):
+        return self.drop.backward(self.fc.backward(dy))
+
+
+# ----- whole models -------------------------------------------------------------------------
+
+class BertForPreTraining(Module):
+    """Encoder + MLM head + NSP head.
+
+    forward(ids, segments, attention_mask, mlm_select) -> (mlm_logits (N, V), nsp_logits (B, 2))
+    backward(dmlm_logits, dnsp_logits)
+    """
+
+    def __init__(self, config: BertConfig, seed=0, dtype=np.float32):
+        self.config = config
+        self.bert = BertModel(config, seed=seed, dtype=dtype)
+        rng = np.random.default_rng(seed + 1)
+        self.mlm = MLMHead(config, self.bert.tok_emb.W, rng=rng, dtype=dtype)
+        self.nsp = Linear(config.dim, 2, std=config.init_std, rng=rng, dtype=dtype)
+
+    def forward(self, ids, segments=None, attention_mask=None, mlm_select=None):
+        h = self.bert(ids, segments, attention_mask)                 # (B, T, C)
+        mlm_logits = self.mlm(h, mlm_select)                         # (N, V)
+        nsp_logits = self.nsp(self.bert.pool(h))                     # (B, 2)
+        return mlm_logits, nsp_logits
+
+    def backward(self, dmlm_logits, dnsp_logits):
+        dh = self.mlm.backward(dmlm_logits)                          # (B, T, C)
+        dpooled = self.nsp.backward(dnsp_logits)                     # (B, C)
+        return self.bert.backward(dh, dpooled)
+
+
+class BertForSequenceClassification(Module):
+    """Encoder + a classifier on the pooled [CLS] vector: logits (B, n_classes).
+
+    encoder: an existing BertModel to fine-tune (e.g. from ``from_pretrained``);
+    None builds a fresh one from ``config``.
+    """
+
+    def __init__(self, config: BertConfig, n_classes, seed=0, dtype=np.float32, encoder=None):
+        self.config = config
+        self.n_classes = n_classes
+        self.bert = BertModel(config, seed=seed, dtype=dtype) if encoder is None else encoder
+        self.classifier = Classifier(config.dim, n_classes, config.dropout, config.init_std,
+                                     rng=np.random.default_rng(seed + 2), dtype=dtype)
+
+    def forward(self, ids, segments=None, attention_mask=None):
+        h = self.bert(ids, segments, attention_mask)                 # (B, T, C)
+        return self.classifier(self.bert.pool(h))                    # (B, K)
+
+    def backward(self, dlogits):
+        return self.bert.backward(dpooled=self.classifier.backward(dlogits))
+
+
+class BertForTokenClassification(Module):
+    """Encoder + a classifier at every position: logits (B, T, n_labels)."""
+
+    def __init__(self, config: BertConfig, n_labels, seed=0, dtype=np.float32, encoder=None):
+        self.config = config
+        self.n_labels = n_labels
+        self.bert = BertModel(config, seed=seed, dtype=dtype) if encoder is None else encoder
+        self.classifier = Classifier(config.dim, n_labels, config.dropout, config.init_std,
+                                     rng=np.random.default_rng(seed + 3), dtype=dtype)
+
+    def forward(self, ids, segments=None, attention_mask=None):
+        h = self.bert(ids, segments, attention_mask)                 # (B, T, C)
+        return self.classifier(h)                                    # (B, T, K)
+
+    def backward(self, dlogits):
+        return self.bert.backward(self.classifier.backward(dlogits))
+
+
+# ----- sentence embeddings --------------------------------------------------------------------
+
+def mean_pool(h, attention_mask):
+    """The average of h over the real positions: sum_t m_t h_t / max(sum_t m_t, 1e-9).
+
+    h: (B, T, C)   attention_mask: (B, T) 0/1   ->   (B, C)
+    """
+    m = np.asarray(attention_mask).astype(h.dtype)[:, :, None]       # (B, T, 1)
+    return (h * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)     # (B, C)
+
+
+def l2_normalize(x, eps=1e-12):
+    """x / max(||x||, eps) along the last axis."""
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), eps)
+
+
+def encode_texts(tokenizer, texts, max_len, who="encode_texts"):
+    """(ids, segments, attention_mask) (B, T) for single texts, padded to the longest.
+
+    A text longer than ``max_len`` tokens (with [CLS] and [SEP]) is truncated
+    with a warning.
+    """
+    if isinstance(texts, str):
+        texts = [texts]
+    texts = list(texts)
+    if not texts:
+        raise ValueError(f"{who}: no text given")
+    for t in texts:
+        if not isinstance(t, str):
+            raise TypeError(f"{who}: texts must be str, got {type(t).__name__}")
+    lengths = [len(tokenizer.encode(t)) + 2 for t in texts]
+    too_long = [i for i, n in enumerate(lengths) if n > max_len]
+    if too_long:
+        warnings.warn(f"{who}: {len(too_long)} text(s) longer than {max_len} tokens "
+                      f"(the first has {lengths[too_long[0]]}) truncated to {max_len}",
+                      stacklevel=3)
+    return tokenizer.encode_batch(texts, max_len=min(max(lengths), max_len))
+
+
+def sentence_embeddings(model: BertModel, tokenizer, sentences, max_len=None, batch_size=32):
+    """Sentence embeddings as sentence-transformers makes them: the encoder's
+    output mean-pooled over the real tokens, then L2-normalised.
+
+    sentences: a list of str (or one str). max_len: truncation length
+    (default: ``model.max_seq_length`` if set by ``from_pretrained``, else
+    the position table). Returns (N, C), unit rows.
+    """
+    if isinstance(sentences, str):
+        sentences = [sentences]
+    sentences = list(sentences)
+    if not sentences:
+        raise ValueError("sentence_embeddings: no sentence given")
+    limit = getattr(model, "max_seq_length", model.config.max_len) if max_len is None else max_len
+    limit = min(limit, model.config.max_len)
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(sentences), batch_size):
+        ids, segments, mask = encode_texts(tokenizer, sentences[start:start + batch_size], limit,
+                                           who="sentence_embeddings")
+        h = model.forward(ids, segments, mask)                       # (B, T, C)
+        out.append(l2_normalize(mean_pool(h, mask)))                 # (B, C)
+    model.train(was_training)
+    return np.concatenate(out)                                       # (N, C)
+
+
+# ----- loading a Hugging Face checkpoint -----------------------------------------------------
+
+# Hugging Face BERT parameter name -> (our name, how to place it). Our Linear
+# weights are (in, out), theirs (out, in): "T" transposes. Their query, key
+# and value projections are separate; ours are one fused (C, 3C) matrix
+# [q | k | v], so "q", "k", "v" transpose and write one third of the columns
+# (or of the bias). "{i}" is the layer index.
+HF_NAMES = {
+    "embeddings.word_embeddings.weight": ("tok_emb.W", ""),
+    "embeddings.token_type_embeddings.weight": ("seg_emb.W", ""),
+    "embeddings.position_embeddings.weight": ("pos.W", ""),
+    "embeddings.LayerNorm.weight": ("emb_ln.gamma", ""),
+    "embeddings.LayerNorm.bias": ("emb_ln.beta", ""),
+    "encoder.layer.{i}.attention.self.query.weight": ("blocks.{i}.attn.W_qkv", "q"),
+    "encoder.layer.{i}.attention.self.key.weight": ("blocks.{i}.attn.W_qkv", "k"),
+    "encoder.layer.{i}.attention.self.value.weight": ("blocks.{i}.attn.W_qkv", "v"),
+    "encoder.layer.{i}.attention.self.query.bias": ("blocks.{i}.attn.b_qkv", "q"),
+    "encoder.layer.{i}.attention.self.key.bias": ("blocks.{i}.attn.b_qkv", "k"),
+    "encoder.layer.{i}.attention.self.value.bias": ("blocks.{i}.attn.b_qkv", "v"),
+    "encoder.layer.{i}.attention.output.dense.weight": ("blocks.{i}.attn.W_out", "T"),
+    "encoder.layer.{i}.attention.output.dense.bias": ("blocks.{i}.attn.b_out", ""),
+    "encoder.layer.{i}.attention.output.LayerNorm.weight": ("blocks.{i}.ln1.gamma", ""),
+    "encoder.layer.{i}.attention.output.LayerNorm.bias": ("blocks.{i}.ln1.beta", ""),
+    "encoder.layer.{i}.intermediate.dense.weight": ("blocks.{i}.ffn.fc1.W", "T"),
+    "encoder.layer.{i}.intermediate.dense.bias": ("blocks.{i}.ffn.fc1.b", ""),
+    "encoder.layer.{i}.output.dense.weight": ("blocks.{i}.ffn.fc2.W", "T"),
+    "encoder.layer.{i}.output.dense.bias": ("blocks.{i}.ffn.fc2.b", ""),
+    "encoder.layer.{i}.output.LayerNorm.weight": ("blocks.{i}.ln2.gamma", ""),
+    "encoder.layer.{i}.output.LayerNorm.bias": ("blocks.{i}.ln2.beta", ""),
+    "pooler.dense.weight": ("pooler.dense.W", "T"),
+    "pooler.dense.bias": ("pooler.dense.b", ""),
+}
+
+# Stored by Hugging Face but not parameters of the encoder: a buffer of
+# position indices, and the pre-training heads (cls.*), which we do not load.
+HF_IGNORED_PREFIXES = ("embeddings.position_ids", "cls.")
+HF_OPTIONAL = ("pooler.",)      # sentence-transformers models may drop the pooler
+
+REQUIRED_FILES = ("config.json", "vocab.txt", "model.safetensors")
+
+
+def hf_to_npfm_state(tensors, config: BertConfig, who="checkpoint"):
+    """Our BertModel state dict from Hugging Face's {name: array} (float32).
+
+    Every shape is checked against ``config`` and a mismatch names the key.
+    Returns (state, unused_keys).
+    """
+    if tensors and all(k.startswith("bert.") for k in tensors
+                       if not k.startswith(HF_IGNORED_PREFIXES)):
+        tensors = {k[len("bert."):] if k.startswith("bert.") else k: v for k, v in tensors.items()}
+    expected = _expected_shapes(config)
+    C = config.dim
+    state, unused = {}, []
+    for key, value in tensors.items():
+        rule = _match(key, config.n_layers)
+        if rule is None:
+            if not key.startswith(HF_IGNORED_PREFIXES):
+                unused.append(key)
+            continue
+        ours, how = rule
+        value = np.asarray(value)
+        if not np.issubdtype(value.dtype, np.floating):
+            raise TypeError(f"{who}: weight {key!r} has dtype {value.dtype}; expected floats "
+                            "(F32, F16, BF16 or F64)")
+        value = value.astype(np.float32)
+        target_shape = expected[ours]
+        if how in ("q", "k", "v"):
+            part = "qkv".index(how)
+            if value.ndim == 2:
+                want = (C, C)
+                if value.shape != want:
+                    raise ValueError(f"{who}: weight {key!r} has shape {value.shape}, but "
+                                     f"config.json (hidden_size {C}) implies {want}")
+                dest = state.setdefault(ours, np.zeros(target_shape, np.float32))
+                dest[:, part * C:(part + 1) * C] = value.T
+            else:
+                if value.shape != (C,):
+                    raise ValueError(f"{who}: weight {key!r} has shape {value.shape}, but "
+                                     f"config.json (hidden_size {C}) implies {(C,)}")
+                dest = state.setdefault(ours, np.zeros(target_shape, np.float32))
+                dest[part * C:(part + 1) * C] = value
+            continue
+        if how == "T":
+            value = value.T
+        if value.shape != target_shape:
+            shown = value.T.shape if how == "T" else value.shape
+            want = target_shape[::-1] if how == "T" else target_shape
+            raise ValueError(f"{who}: weight {key!r} has shape {shown}, but config.json "
+                             f"implies {want}")
+        state[ours] = np.ascontiguousarray(value)
+    missing = []
+    for hf_key in _all_hf_keys(config.n_layers):
+        if hf_key not in tensors and not hf_key.startswith(HF_OPTIONAL):
+            missing.append(hf_key)
+    if missing:
+        raise ValueError(f"{who}: missing weights {missing[:4]}{' ...' if len(missing) > 4 else ''}"
+                         f" ({len(missing)} in all) for a {config.n_layers}-layer BERT")
+    return state, unused
+
+
+def _expected_shapes(config):
+    c = config
+    shapes = {"tok_emb.W": (c.vocab_size, c.dim), "seg_emb.W": (c.type_vocab_size, c.dim),
+              "pos.W": (c.max_len, c.dim), "emb_ln.gamma": (c.dim,), "emb_ln.beta": (c.dim,),
+              "pooler.dense.W": (c.dim, c.dim), "pooler.dense.b": (c.dim,)}
+    for i in range(c.n_layers):
+        p = f"blocks.{i}."
+        shapes.update({p + "attn.W_qkv": (c.dim, 3 * c.dim), p + "attn.b_qkv": (3 * c.dim,),
+                       p + "attn.W_out": (c.dim, c.dim), p + "attn.b_out": (c.dim,),
+                       p + "ln1.gamma": (c.dim,), p + "ln1.beta": (c.dim,),
+                       p + "ffn.fc1.W": (c.dim, c.hidden), p + "ffn.fc1.b": (c.hidden,),
+                       p + "ffn.fc2.W": (c.hidden, c.dim), p + "ffn.fc2.b": (c.dim,),
+                       p + "ln2.gamma": (c.dim,), p + "ln2.beta": (c.dim,)})
+    return shapes
+
+
+def _all_hf_keys(n_layers):
+    for pattern in HF_NAMES:
+        if "{i}" in pattern:
+            for i in range(n_layers):
+                yield pattern.format(i=i)
+        else:
+            yield pattern
+
+
+def _match(key, n_layers):
+    """(our name, how) for a Hugging Face key, or None when the table has no entry."""
+    if key in HF_NAMES:
+        return HF_NAMES[key]
+    parts = key.split(".")
+    if len(parts) > 3 and parts[:2] == ["encoder", "layer"] and parts[2].isdigit():
+        i = int(parts[2])
+        pattern = ".".join(["encoder", "layer", "{i}", *parts[3:]])
+        if pattern in HF_NAMES and i < n_layers:
+            ours, how = HF_NAMES[pattern]
+            return ours.format(i=i), how
+        if pattern in HF_NAMES:
+            raise ValueError(f"checkpoint: weight {key!r} belongs to layer {i}, but config.json "
+                             f"says num_hidden_layers = {n_layers}")
+    return None
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err})") from None
+
+
+def load_hf_tokenizer(directory):
+    """The WordPiece tokenizer of a Hugging Face BERT directory (vocab.txt and
+    the lower-casing choices of tokenizer_config.json, when present)."""
+    from ..tokenizers.wordpiece import WordPieceTokenizer
+    settings = {}
+    tok_config = os.path.join(directory, "tokenizer_config.json")
+    if os.path.exists(tok_config):
+        d = _read_json(tok_config)
+        settings["lowercase"] = bool(d.get("do_lower_case", True))
+        if d.get("strip_accents") is not None:
+            settings["strip_accents"] = bool(d["strip_accents"])
+    return WordPieceTokenizer.from_vocab_file(os.path.join(directory, "vocab.txt"), **settings)
+
+
+def from_pretrained(directory, dtype=np.float32):
+    """(BertModel, WordPieceTokenizer) from a Hugging Face BERT-layout directory.
+
+    directory: holds config.json, vocab.txt and model.safetensors (read by
+    ``npfm.safetensors``, no torch needed). Weights are mapped with the one
+    table ``HF_NAMES``; the pre-training heads (cls.*) are not loaded. The
+    model is returned in eval mode. The tokenizer's truncation length is
+    ``model.config.max_len``, or ``max_seq_length`` of a sentence-transformers
+    ``sentence_bert_config.json`` (kept as ``model.max_seq_length``).
+    """
+    from ..safetensors import load_safetensors
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"from_pretrained: {directory!r} is not a directory")
+    missing = [f for f in REQUIRED_FILES if not os.path.isfile(os.path.join(directory, f))]
+    if missing:
+        raise FileNotFoundError(f"from_pretrained: {directory!r} lacks {', '.join(missing)} "
+                                f"(a BERT checkpoint needs {', '.join(REQUIRED_FILES)})")
+    config = BertConfig.from_hf_config(_read_json(os.path.join(directory, "config.json")))
+    tokenizer = load_hf_tokenizer(directory)
+    if tokenizer.vocab_size != config.vocab_size:
+        raise ValueError(f"from_pretrained: vocab.txt has {tokenizer.vocab_size} tokens but "
+                         f"config.json says vocab_size = {config.vocab_size}")
+    weights_path = os.path.join(directory, "model.safetensors")
+    state, unused = hf_to_npfm_state(load_safetensors(weights_path), config, who=weights_path)
+    if unused:
+        warnings.warn(f"from_pretrained: ignored {len(unused)} weights not in the table, "
+                      f"e.g. {unused[0]!r}", stacklevel=2)
+    model = BertModel(config, dtype=dtype)
+    missing_ok = [k for k in model.state_dict() if k not in state]     # the optional pooler
+    if missing_ok:
+        warnings.warn(f"from_pretrained: the checkpoint has no {missing_ok}; they keep their "
+                      "random initialisation (sentence embeddings do not use them)", stacklevel=2)
+    model.load_state_dict(state, strict=False)
+    model.max_seq_length = config.max_len
+    st_config = os.path.join(directory, "sentence_bert_config.json")
+    if os.path.exists(st_config):
+        model.max_seq_length = min(int(_read_json(st_config).get("max_seq_length", config.max_len)),
+                                   config.max_len)
+    return model.eval(), tokenizer

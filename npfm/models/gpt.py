@@ -1,0 +1,225 @@
+"""A decoder-only transformer in the GPT-2 layout, with a hand-written backward.
+
+Forward, for token ids (B, T):
+
+    x = E[ids] + P[:T]                   token embedding + positions     (B, T, C)
+    x = dropout(x)
+    x = block_l(x)   for l = 1..L        pre-LN causal blocks           (B, T, C)
+    h = LayerNorm(x)                                                     (B, T, C)
+    logits = h @ E^T                     LM head tied to the embedding   (B, T, V)
+
+Backward, in reverse: dh = dlogits @ E and dE += dlogits^T h (the head's
+share of the tied weight), then back through ln_f, the blocks in reverse,
+dropout and positions, and finally dE[ids] += dx (the embedding's share).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from ..core import Module, check_ids
+from ..layers.attention import KVCache
+from ..layers.block import TransformerBlock
+from ..layers.dropout import Dropout
+from ..layers.embedding import Embedding
+from ..layers.layernorm import LayerNorm
+from ..layers.linear import linear_backward, linear_forward
+from ..layers.positional import PositionalEmbedding, SinusoidalPositionalEncoding
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """Architecture of a GPT. ``hidden`` defaults to 4 * dim."""
+    vocab_size: int = 256
+    context: int = 128
+    dim: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    hidden: int = 0
+    dropout: float = 0.0
+    positions: str = "learned"          # or "sinusoidal"
+
+    def __post_init__(self):
+        if self.hidden == 0:
+            object.__setattr__(self, "hidden", 4 * self.dim)
+        if self.positions not in ("learned", "sinusoidal"):
+            raise ValueError(f"positions must be 'learned' or 'sinusoidal', got {self.positions!r}")
+        if self.dim % self.n_heads:
+            raise ValueError(f"dim {self.dim} is not divisible by n_heads {self.n_heads}")
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"GPTConfig: unknown keys {sorted(unknown)}")
+        return cls(**d)
+
+
+PRESETS = {
+    # for tests: whole-model gradient checks in seconds
+    "tiny": GPTConfig(vocab_size=256, context=16, dim=16, n_layers=2, n_heads=2),
+    # the main job: learns to write Python in minutes on a laptop
+    "default": GPTConfig(vocab_size=256, context=128, dim=128, n_layers=4, n_heads=4),
+    # a bigger model for longer runs
+    "large": GPTConfig(vocab_size=256, context=256, dim=256, n_layers=6, n_heads=8),
+}
+
+
+def preset(name, **overrides):
+    """A named preset with some fields replaced (e.g. vocab_size of a BPE tokenizer)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown GPT preset {name!r}; choose from {sorted(PRESETS)}")
+    return replace(PRESETS[name], **overrides)
+
+
+class GPT(Module):
+    """GPT-2 style language model: forward(ids) -> logits, backward(dlogits)."""
+
+    def __init__(self, config: GPTConfig, seed=0, dtype=np.float32):
+        rng = np.random.default_rng(seed)
+        c = self.config = config
+        self.tok_emb = Embedding(c.vocab_size, c.dim, std=0.02, rng=rng, dtype=dtype)
+        if c.positions == "learned":
+            self.pos = PositionalEmbedding(c.context, c.dim, std=0.01, rng=rng, dtype=dtype)
+        else:
+            self.pos = SinusoidalPositionalEncoding(c.context, c.dim, dtype=dtype)
+        self.drop = Dropout(c.dropout)
+        self.blocks = [TransformerBlock(c.dim, c.n_heads, c.hidden, causal=True, norm_first=True,
+                                        activation="gelu", dropout=c.dropout, std=0.02, rng=rng,
+                                        dtype=dtype)
+                       for _ in range(c.n_layers)]
+        self.ln_f = LayerNorm(c.dim, dtype=dtype)
+        # GPT-2: the projections that write into the residual stream start smaller,
+        # std 0.02 / sqrt(2 L), so the stream's variance does not grow with depth.
+        residual_std = 0.02 / math.sqrt(2 * c.n_layers)
+        for block in self.blocks:
+            for W in (block.attn.W_out, block.ffn.fc2.W):
+                W.data = (rng.standard_normal(W.shape) * residual_std).astype(dtype)
+
+    def forward(self, ids, kv_caches=None):
+        """ids: (B, T) integers -> logits (B, T, V).
+
+        kv_caches: one KVCache per block for incremental decoding; the new
+        tokens then sit at positions cache.length ... cache.length + T - 1.
+        """
+        ids = check_ids(ids, self.config.vocab_size, who="GPT")
+        if ids.ndim != 2:
+            raise ValueError(f"GPT: ids must be (B, T), got shape {ids.shape}")
+        offset = kv_caches[0].length if kv_caches else 0
+        if offset + ids.shape[1] > self.config.context:
+            raise ValueError(f"GPT: {offset + ids.shape[1]} positions exceed the context of "
+                             f"{self.config.context}; crop the input to its last {self.config.context} tokens")
+        x = self.tok_emb(ids)                                       # (B, T, C)
+        x = self.pos(x, offset=offset)                              # (B, T, C)
+        x = self.drop(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x, kv_cache=None if kv_caches is None else kv_caches[i])
+        h = self.ln_f(x)                                            # (B, T, C)
+        logits, self._cache = linear_forward(h, self.tok_emb.W.data.T)  # (B, T, V)
+        return logits
+
+    def backward(self, dlogits):
+        """dlogits: (B, T, V). Fills every Parameter's grad; ids have no gradient."""
+        dh, dWT, _ = linear_backward(dlogits, self._saved())        # (B, T, C), (C, V)
+        self.tok_emb.W.grad += dWT.T                                # the head's share
+        dx = self.ln_f.backward(dh)
+        for block in reversed(self.blocks):
+            dx = block.backward(dx)
+        dx = self.drop.backward(dx)
+        dx = self.pos.backward(dx)
+        self.tok_emb.backward(dx)                                   # the embedding's share
+        return None
+
+    def new_kv_caches(self, batch_size=1):
+        c = self.config
+        return [KVCache(batch_size, c.n_heads, c.context, c.dim // c.n_heads, self.param_dtype)
+                for _ in self.blocks]
+
+
+# ----- sampling ---------------------------------------------------------------
+
+def sample_next(logits, rng, temperature=1.0, top_k=None, top_p=None):
+    """Pick the next token from logits (V,): greedy at temperature 0, else
+    softmax(logits / temperature) restricted to the top_k tokens and to the
+    smallest set whose probability reaches top_p (nucleus)."""
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if top_p is not None and not (0 < top_p <= 1):
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    logits = np.asarray(logits, dtype=np.float64)
+    if temperature == 0:
+        return int(np.argmax(logits))
+    z = logits / temperature
+    if top_k is not None and top_k < z.size:
+        kth = np.partition(z, -top_k)[-top_k]
+        z = np.where(z < kth, -np.inf, z)
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    if top_p is not None and top_p < 1:
+        order = np.argsort(-p, kind="stable")
+        cumulative = np.cumsum(p[order])
+        keep = order[: int(np.searchsorted(cumulative, top_p)) + 1]
+        mask = np.zeros_like(p, dtype=bool)
+        mask[keep] = True
+        p = np.where(mask, p, 0.0)
+        p /= p.sum()
+    return int(rng.choice(p.size, p=p))
+
+
+def generate(model: GPT, prompt_ids, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
+             rng=None, use_cache=True, on_token=None, return_logits=False):
+    """Continue ``prompt_ids`` (1-D) by ``max_new_tokens`` tokens.
+
+    The model always conditions on the window ``tokens[start:]``. While the
+    sequence fits in the context, start = 0. At the context limit the window
+    slides forward by half a context (start += context // 2): every token still
+    sees at least context/2 tokens of history. With ``use_cache`` the keys and
+    values of the window are kept (one KVCache per block) and each new token
+    costs one position's forward; when the window slides, the cache is rebuilt
+    by recomputing the kept half. Without the cache each step recomputes the
+    whole window; both paths give the same logits (tested in float64).
+
+    on_token(id) is called as each token is chosen (streaming output).
+    Returns the new ids (and the logits of every step if return_logits).
+    """
+    rng = np.random.default_rng() if rng is None else rng
+    context = model.config.context
+    tokens = [int(t) for t in np.asarray(prompt_ids).reshape(-1)]
+    if not tokens:
+        raise ValueError("generate: the prompt is empty; give at least one token")
+    check_ids(np.asarray(tokens), model.config.vocab_size, name="prompt ids", who="generate")
+    was_training = model.training
+    model.eval()
+    start = max(0, len(tokens) - context)
+    caches, new, all_logits = None, [], []
+    for _ in range(max_new_tokens):
+        if len(tokens) - start > context:                               # the window is full
+            start = len(tokens) - context // 2
+            caches = None                                               # positions moved: rebuild
+        window = np.asarray(tokens[start:])[None, :]                  # (1, Tw)
+        if use_cache:
+            if caches is None:
+                caches = model.new_kv_caches(1)
+                logits = model.forward(window, kv_caches=caches)[0, -1]
+            else:
+                logits = model.forward(window[:, -1:], kv_caches=caches)[0, -1]
+        else:
+            logits = model.forward(window)[0, -1]
+        if return_logits:
+            all_logits.append(logits.copy())
+        token = sample_next(logits, rng, temperature, top_k, top_p)
+        tokens.append(token)
+        new.append(token)
+        if on_token is not None:
+            on_token(token)
+    model.train(was_training)
+    return (new, all_logits) if return_logits else new

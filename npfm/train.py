@@ -1,0 +1,236 @@
+"""The one training loop every npfm model uses.
+
+A model brings a *task*: its architecture, its batches and its metrics. The
+loop brings everything else:
+
+    for step in range(start, steps):
+        lr = warmup_cosine(step, ...)                 schedule
+        batch = task.train_batch(rng)                 data
+        model.zero_grad()
+        loss, n_items = task.loss_and_backward(batch)  forward, loss, backward
+        clip_grad_norm(params, grad_clip)             clipping
+        optimizer.step(); task.after_step()           AdamW (+ e.g. CLIP's clamp)
+        progress, evaluation, metrics.jsonl, checkpoints (atomic), resume
+
+A task is any object with these members (see ``npfm.models.gpt.GPTTask``):
+
+    kind                  "gpt", "bert", "clip", ...   (checked on --resume/--init)
+    model                 the Module being trained
+    unit                  what n_items counts: "tok", "img", "seq"
+    config_dict()         JSON-able description to rebuild the model
+    extra()               JSON-able extras for the checkpoint (tokenizer, ...)
+    train_batch(rng)      a batch drawn with ``rng`` (a np.random.Generator)
+    loss_and_backward(b)  -> (loss, n_items); leaves gradients in the Parameters
+    evaluate()            -> {"val_loss": ..., ...}, deterministic, in eval mode
+    after_step()          optional, called after each optimizer step
+
+Resuming restores the model, the optimizer, the step and both random
+generators (batches and dropout), so a resumed run reproduces exactly the
+losses of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .layers.dropout import Dropout
+from .optim import AdamW, clip_grad_norm, param_groups, warmup_cosine
+from .progress import Progress
+
+CHECKPOINT_NAME = "checkpoint.npz"
+METRICS_NAME = "metrics.jsonl"
+CURVE_NAME = "loss.png"
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings shared by every model (defaults suit the tiny models)."""
+    steps: int = 1000
+    lr: float = 3e-3
+    min_lr: float = 3e-4
+    warmup: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    eval_every: int = 200
+    log_every: int = 10
+    checkpoint_every: int = 200
+    seed: int = 0
+
+    def to_dict(self):
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """What a run did: the last step, the last evaluation and where files are."""
+    step: int
+    history: list = field(default_factory=list)
+    last_eval: dict = field(default_factory=dict)
+    out_dir: str = ""
+    seconds: float = 0.0
+
+
+def share_dropout_rng(model, rng):
+    """Point every Dropout in ``model`` at one generator, whose state a checkpoint saves."""
+    for _, module in model.named_modules():
+        if isinstance(module, Dropout):
+            module.rng = rng
+
+
+def _rng_state(rng):
+    return rng.bit_generator.state
+
+
+def _set_rng_state(rng, state):
+    rng.bit_generator.state = state
+
+
+def _append_jsonl(path, record):
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _truncate_metrics(path, last_step):
+    """Keep only the metric lines up to ``last_step`` (what the checkpoint holds)."""
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        keep = [line for line in f if line.strip() and json.loads(line)["step"] <= last_step]
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(keep)
+
+
+def read_metrics(path):
+    """The records of a metrics.jsonl file, in order."""
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def save_task_checkpoint(path, task, optimizer, step, batch_rng, dropout_rng, train_config):
+    save_checkpoint(
+        path, kind=task.kind, config=task.config_dict(),
+        model_state=task.model.state_dict(),
+        optimizer_state=optimizer.state_dict() if optimizer is not None else None,
+        step=step,
+        rng_state={"batches": _rng_state(batch_rng), "dropout": _rng_state(dropout_rng)},
+        extra={**task.extra(), "train_config": train_config.to_dict()},
+    )
+
+
+def train(task, config: TrainConfig, out_dir, resume=False, init=None, stream=None,
+          plot=True, save=True):
+    """Train ``task.model`` for ``config.steps`` steps; returns a TrainResult.
+
+    out_dir: where checkpoint.npz, metrics.jsonl and loss.png are written.
+    resume: continue from out_dir/checkpoint.npz (same losses as a straight run).
+    init: a checkpoint path whose model weights start the run (fine-tuning).
+    """
+    model = task.model
+    os.makedirs(out_dir, exist_ok=True)
+    ckpt_path = os.path.join(out_dir, CHECKPOINT_NAME)
+    metrics_path = os.path.join(out_dir, METRICS_NAME)
+
+    batch_rng = np.random.default_rng(config.seed)
+    dropout_rng = np.random.default_rng(config.seed + 1)
+    share_dropout_rng(model, dropout_rng)
+    optimizer = AdamW(param_groups(model, config.weight_decay), lr=config.lr,
+                      betas=(config.beta1, config.beta2))
+    start = 0
+    if resume:
+        if not os.path.exists(ckpt_path):
+            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
+        ckpt = load_checkpoint(ckpt_path, kind=task.kind)
+        if ckpt.config != task.config_dict():
+            raise ValueError(f"--resume: the checkpoint's model config {ckpt.config} differs "
+                             f"from this run's {task.config_dict()}")
+        model.load_state_dict(ckpt.model_state)
+        optimizer.load_state_dict(ckpt.optimizer_state)
+        _set_rng_state(batch_rng, ckpt.rng_state["batches"])
+        _set_rng_state(dropout_rng, ckpt.rng_state["dropout"])
+        start = ckpt.step
+        _truncate_metrics(metrics_path, start)
+        if start >= config.steps:
+            raise ValueError(f"--resume: the checkpoint is at step {start}, "
+                             f"nothing left to do for --steps {config.steps}")
+    else:
+        if init is not None:
+            ckpt = load_checkpoint(init, kind=task.kind)
+            model.load_state_dict(ckpt.model_state)
+        if os.path.exists(metrics_path):
+            os.remove(metrics_path)
+
+    params = model.parameters()
+    progress = Progress(config.steps, every=config.log_every, start_step=start, unit=task.unit,
+                        stream=stream)
+    history = read_metrics(metrics_path) if resume and os.path.exists(metrics_path) else []
+    last_eval, window, t0 = {}, [], time.perf_counter()
+    last_saved = start if resume else None
+    model.train()
+    step = start
+    try:
+        for step in range(start, config.steps):
+            lr = warmup_cosine(step, config.lr, config.warmup, config.steps, config.min_lr)
+            optimizer.set_lr(lr)
+            batch = task.train_batch(batch_rng)
+            model.zero_grad()
+            loss, n_items = task.loss_and_backward(batch)
+            loss = float(loss)
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"the training loss became {loss} at step {step + 1}; lower --lr or check "
+                    f"the data (the last good checkpoint is {ckpt_path if last_saved else 'none'})")
+            grad_norm = clip_grad_norm(params, config.grad_clip)
+            optimizer.step()
+            if hasattr(task, "after_step"):
+                task.after_step()
+            window.append(loss)
+            done = step + 1
+            record = None
+            if done % config.eval_every == 0 or done == config.steps:
+                model.eval()
+                last_eval = task.evaluate()
+                model.train()
+                record = {}
+            if done % config.log_every == 0 or done == config.steps or record is not None:
+                record = {"step": done, "train_loss": float(np.mean(window)), "lr": lr,
+                          "grad_norm": float(grad_norm),
+                          f"{task.unit}_per_s": progress.rate,
+                          **({} if record is None else last_eval)}
+                window = []
+                history.append(record)
+                if save:
+                    _append_jsonl(metrics_path, record)
+            progress.update(done, loss, items=n_items,
+                            **{k: v for k, v in (record or {}).items() if k.startswith("val")})
+            if save and (done % config.checkpoint_every == 0 or done == config.steps):
+                save_task_checkpoint(ckpt_path, task, optimizer, done, batch_rng, dropout_rng, config)
+                last_saved = done
+    except KeyboardInterrupt:
+        where = (f"the checkpoint of step {last_saved} in {ckpt_path} is intact; "
+                 f"add --resume to continue") if last_saved else "no checkpoint was written yet"
+        progress.message(f"\ninterrupted at step {step}: {where}")
+        raise
+    if plot and save and history:
+        write_loss_curve(history, os.path.join(out_dir, CURVE_NAME), title=f"{task.kind} training")
+    return TrainResult(step=config.steps, history=history, last_eval=last_eval, out_dir=out_dir,
+                       seconds=time.perf_counter() - t0)
+
+
+def write_loss_curve(history, path, title=""):
+    """A PNG of the training and validation losses in ``history`` (metric records)."""
+    from .plot import line_plot
+    series = {"train": ([r["step"] for r in history], [r["train_loss"] for r in history])}
+    val = [(r["step"], r["val_loss"]) for r in history if "val_loss" in r]
+    if val:
+        series["validation"] = ([s for s, _ in val], [v for _, v in val])
+    line_plot(series, path, title=title, xlabel="step", ylabel="loss")
+    return path
