@@ -65,7 +65,7 @@ def cross_entropy_backward(dloss, cache):
     scale = float(dloss) / max(n, 1)     # a Python float keeps the logits' dtype
     row_weight = counted.astype(probs.dtype) * scale                   # (N,) 0 on ignored rows
     dlogits = probs * row_weight[:, None]                              # (N, V)
-    dlogits[rows, t[rows]] -= 0.9 * scale
+    dlogits[rows, t[rows]] -= scale
     return dlogits.reshape(shape)
 
 

@@ -462,8 +462,7 @@ def line_plot(series, path=None, title="", xlabel="step", ylabel="loss",
 
     if title:
         draw_text_centered(canvas, title, (left + right) // 2, 10, BLACK)
-    draw_text_centered(canvas, xlabel + (" " if xlabel else ""), (left + right) // 2,
-                       height - 8 - GLYPH_H, BLACK)
+    draw_text_centered(canvas, xlabel, (left + right) // 2, height - 8 - GLYPH_H, BLACK)
     ylab = ylabel + (" (log scale)" if log_y else "")
     draw_text(canvas, ylab, 8, (top + bottom) // 2 - text_size(ylab)[0] // 2, BLACK, vertical=True)
     if path is not None:
@@ -610,12 +609,12 @@ def similarity_figure(images, captions, sim, path=None, title="cosine similarity
                   y + (cell - CAP_H) // 2, BLACK)
         for i in range(n_img):
             x = left + i * cell
-            fill_rect(canvas, x, y, x + cell, y + cell, colours[i, c])
+            fill_rect(canvas, x, y, x + cell - 1, y + cell - 1, colours[i, c])  # 1-pixel white gaps
             draw_text_centered(canvas, values[i][c], x + cell // 2, y + (cell - CAP_H) // 2,
                                _ink_for(colours[i, c]))
     for i in range(n_img):                                          # outline each image's best caption
         x, y = left + i * cell, grid_top + best[i] * cell
-        draw_rect(canvas, x, y, x + cell, y + cell, (230, 30, 30), width=2)
+        draw_rect(canvas, x, y, x + cell - 1, y + cell - 1, (230, 30, 30), width=2)
     if title:
         draw_text_centered(canvas, title, left + n_img * cell // 2, 8, BLACK)
     if path is not None:

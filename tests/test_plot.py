@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from npfm.plot import (ADVANCE, BLACK, CAP_H, FONT, GLYPH_H, GLYPH_W, PALETTE, WHITE, colormap,
+from npfm.plot import (ADVANCE, BLACK, CAP_H, FONT, GLYPH_H, GLYPH_W, PALETTE, colormap,
                        draw_polyline, draw_text, format_tick, image_grid, line_plot, log_ticks,
                        new_canvas, nice_ticks, search_figure, similarity_figure, text_mask,
                        text_size, wrap_text)

@@ -57,11 +57,15 @@ def test_kmeans_finds_separated_clusters():
 
 def test_kmeans_reseeds_dead_codes_and_needs_enough_points():
     X = np.concatenate([np.zeros((30, 2)), np.ones((30, 2)), [[5.0, 5.0]]])
-    codes, _ = kmeans(X, 5, iters=10, seed=0)                       # 3 distinct points, 5 codes
-    ids, _ = nearest_code(X, codes)
-    assert len(np.unique(ids)) == 3                                 # each point has its own code
+    init = np.array([[0.5, 0.5], [100.0, 100.0], [-100.0, 0.0]])   # two codes far from every point
+    codes, history = kmeans(X, 3, iters=10, init=init)
+    ids, d2 = nearest_code(X, codes)
+    assert len(np.unique(ids)) == 3 and d2.max() < 1e-12            # each point has its own code
+    assert history[-1] < 1e-12
     with pytest.raises(ValueError, match="cannot make"):
         kmeans(X[:3], 4)
+    with pytest.raises(ValueError, match="init"):
+        kmeans(X, 3, init=np.zeros((2, 2)))
 
 
 def test_encode_decode_shapes_and_dtypes(vq, shapes):

@@ -36,7 +36,8 @@ ZERO_SHOT_TEMPLATES = ("a photo of the digit {}", "a handwritten {}", "the numbe
 """Prompts for zero-shot classification: a digit word or numeral goes in the {}."""
 
 SPLITS = ("train", "test", "all")
-INSTALL_HINT = "the digits data set needs scikit-learn: pip install scikit-learn (or pip install npfm[digits])"
+INSTALL_HINT = ("the digits data set needs scikit-learn: "
+                "pip install scikit-learn (or pip install npfm[digits])")
 
 
 class DigitsUnavailableError(ImportError):

@@ -152,7 +152,7 @@ def gelu_backward(dy, cache):
     if approximate == "tanh":
         t = s
         u = x * x                                  # (...)
-        u *= 2.0 * _K * _A
+        u *= 3.0 * _K * _A
         u += _K
         u *= x                                     # u = x k (1 + 3 a x^2)
         dx = 1.0 - t                               # (...)

@@ -55,7 +55,7 @@ def layernorm_backward(dy, cache):
     mean_g = (dy @ gamma)[..., None] / C                           # (..., 1)
     mean_g_xhat = (dy_xhat @ gamma)[..., None] / C                 # (..., 1)
     dx = dy * gamma                                                # (..., C) g
-    dx += mean_g
+    dx -= mean_g
     dx -= np.multiply(xhat, mean_g_xhat, out=dy_xhat)              # reuse the buffer
     dx *= rstd
     return dx, dgamma, dbeta

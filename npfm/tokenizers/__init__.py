@@ -7,18 +7,20 @@ so a checkpoint can carry the tokenizer it was trained with.
 
     ByteTokenizer   the 256 UTF-8 byte values        (bytes.py)
     BPETokenizer    byte-level BPE, as in GPT-2      (bpe.py)
+    WordPieceTokenizer  BERT's WordPiece             (wordpiece.py)
 """
 
 import json
 
 from .bpe import BPETokenizer
 from .bytes import ByteLevelTokenizer, ByteTokenizer, StreamDecoder
+from .wordpiece import WordPieceTokenizer
 
 # d["type"] -> the class that reads it. Add a tokenizer by adding a line here.
 TOKENIZER_TYPES = {
     "bytes": ByteTokenizer,
     "bpe": BPETokenizer,
-    # "wordpiece": WordPieceTokenizer,
+    "wordpiece": WordPieceTokenizer,
 }
 
 
@@ -38,5 +40,5 @@ def load_tokenizer(path):
         return tokenizer_from_dict(json.load(f))
 
 
-__all__ = ["ByteLevelTokenizer", "ByteTokenizer", "BPETokenizer", "StreamDecoder",
+__all__ = ["ByteLevelTokenizer", "ByteTokenizer", "BPETokenizer", "StreamDecoder", "WordPieceTokenizer",
            "TOKENIZER_TYPES", "tokenizer_from_dict", "load_tokenizer"]

@@ -93,18 +93,24 @@ def kmeans_plus_plus(X, k, rng):
     return X[chosen].copy()                                          # (K, D)
 
 
-def kmeans(X, k, iters=30, seed=0, tol=1e-5):
+def kmeans(X, k, iters=30, seed=0, tol=1e-5, init=None):
     """Lloyd's k-means with k-means++ start and dead-code re-seeding.
 
     X: (N, D) float. Stops after ``iters`` rounds, or earlier when the
     inertia improves by less than ``tol`` (relative) and no code is dead.
+    init: optional (K, D) starting codes instead of k-means++.
     Returns (codes (K, D), inertia per round (list of floats)).
     """
     X = np.asarray(X, dtype=np.float64)
     if X.shape[0] < k:
         raise ValueError(f"kmeans: {X.shape[0]} points cannot make {k} codes")
     rng = np.random.default_rng(seed)
-    codes = kmeans_plus_plus(X, k, rng)                              # (K, D)
+    if init is None:
+        codes = kmeans_plus_plus(X, k, rng)                          # (K, D)
+    else:
+        codes = np.array(init, dtype=np.float64)                     # (K, D), a copy
+        if codes.shape != (k, X.shape[1]):
+            raise ValueError(f"kmeans: init must have shape {(k, X.shape[1])}, got {codes.shape}")
     history = []
     for _ in range(iters):
         ids, d2 = nearest_code(X, codes)                             # assign
@@ -143,7 +149,8 @@ class VQTokenizer:
             raise ValueError(f"VQTokenizer: codebook must be (K, {patch * patch * channels}) for "
                              f"{patch}x{patch} patches of {channels} channels, got {codebook.shape}")
         if height % patch or width % patch:
-            raise ValueError(f"VQTokenizer: image size {height}x{width} is not divisible by the patch {patch}")
+            raise ValueError(f"VQTokenizer: image size {height}x{width} is not divisible "
+                             f"by the patch {patch}")
         self.codebook = codebook
         self.patch, self.channels = patch, channels
         self.image_size = (height, width)
@@ -217,7 +224,8 @@ class VQTokenizer:
                                  f"{self.n_tokens} ids per image, got shape {codes.shape}")
             codes = codes.reshape(codes.shape[0], *self.grid_size)   # (N, h, w)
         if codes.ndim != 3:
-            raise ValueError(f"VQTokenizer.decode: codes must be (N, h, w) or (N, T), got shape {codes.shape}")
+            raise ValueError(f"VQTokenizer.decode: codes must be (N, h, w) or (N, T), "
+                             f"got shape {codes.shape}")
         patches = self.codebook[codes]                               # (N, h, w, D)
         return patches_to_image(patches, self.patch, self.channels)
 
