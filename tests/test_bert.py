@@ -6,13 +6,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from npfm.core import Module
 from npfm.functional import cross_entropy_backward, cross_entropy_forward
 from npfm.gradcheck import check_module, check_pair
 from npfm.models.bert import (
     IGNORE_INDEX, BertConfig, BertForPreTraining, BertForSequenceClassification,
-    BertForTokenClassification, BertModel, MLMHead, Tanh, mean_pool, preset, tanh_backward,
-    tanh_forward,
+    BertForTokenClassification, BertModel, JoinedPreTrainingOutputs, MLMHead, Tanh, mean_pool,
+    preset, tanh_backward, tanh_forward,
 )
 from npfm.optim import AdamW
 
@@ -34,23 +33,6 @@ def padded_batch(seed=0, B=3, T=7):
     ids[0, 1:4] = 7                                                 # a repeated id
     segments = np.where(np.arange(T)[None, :] >= np.array([4, 3, 1])[:, None], 1, 0) * mask
     return ids, segments.astype(np.int64), mask.astype(np.int64)
-
-
-class PreTrainingOutputs(Module):
-    """BertForPreTraining with its two outputs joined into one array, for check_module."""
-
-    def __init__(self, model, mlm_select):
-        self.model, self.mlm_select = model, mlm_select
-
-    def forward(self, ids, segments=None, attention_mask=None):
-        mlm, nsp = self.model(ids, segments, attention_mask, mlm_select=self.mlm_select)
-        self._cache = mlm.shape
-        return np.concatenate([mlm.reshape(-1), nsp.reshape(-1)])
-
-    def backward(self, dy):
-        shape = self._saved()
-        n = int(np.prod(shape))
-        return self.model.backward(dy[:n].reshape(shape), dy[n:].reshape(-1, 2))
 
 
 # ----- gradient checks -----------------------------------------------------------------
@@ -79,7 +61,7 @@ def test_pretraining_gradient_check_with_padding():
     select = np.zeros(ids.shape, bool)
     select[0, [1, 3, 5]] = select[1, 2] = select[2, 1] = True
     model = BertForPreTraining(tiny(), seed=2)
-    report = check_module(PreTrainingOutputs(model, select), ids, segments=segments,
+    report = check_module(JoinedPreTrainingOutputs(model, select), ids, segments=segments,
                           attention_mask=mask, max_entries=8)
     assert report.passed, str(report)
     names = {r.name for r in report.rows}

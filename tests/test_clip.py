@@ -82,12 +82,15 @@ def test_text_tower_gradient_check():
     assert {"tok_emb.W", "pos.W", "ln_final.gamma", "proj.W"} <= {r.name for r in report.rows}
 
 
-def test_whole_clip_gradient_check_including_the_logit_scale():
-    rng = np.random.default_rng(2)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_whole_clip_gradient_check_including_the_logit_scale(seed):
+    """The output is one number summing many terms, so rounding in the central
+    difference is larger than for a tower: a step h = 1e-5 keeps it below 1e-7."""
+    rng = np.random.default_rng(seed)
     model = bumped(CLIP(tiny(), seed=3), rng)
     images = rng.random((4, 8, 8, 3))
     ids = random_captions(rng, 4, model.config)
-    report = check_module(model, images, ids, max_entries=6, dy=np.array(1.7))
+    report = check_module(model, images, ids, max_entries=6, dy=np.array(1.7), h=1e-5)
     assert report.passed, str(report)
     assert "logit_scale" in {r.name for r in report.rows}
 

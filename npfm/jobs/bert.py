@@ -56,8 +56,8 @@ class BertPretrainTask:
     unit = "seq"
 
     def __init__(self, model: BertForPreTraining, tokenizer, train_docs, val_docs, batch_size=32,
-                 n_passes=10, seed=0, eval_seed=1234, eval_passes=3):
-        from ..data.mlm import (MLMBatcher, make_eval_batches, most_frequent_token_baseline)
+                 n_passes=10, seed=0, eval_seed=1234, eval_batches=20):
+        from ..data.mlm import MLMBatcher, most_frequent_token_baseline
         self.model, self.tokenizer = model, tokenizer
         self.batch_size = batch_size
         max_len = model.config.max_len
@@ -65,9 +65,14 @@ class BertPretrainTask:
         passes = [self.batcher.pairs(np.random.default_rng([seed, k])) for k in range(n_passes)]
         self.pool = {key: np.concatenate([p[key] for p in passes])
                      for key in ("ids", "segments", "attention_mask", "nsp_labels")}
-        self.eval_batches = [batch for k in range(eval_passes)
-                             for batch in make_eval_batches(val_docs, tokenizer, max_len,
-                                                            batch_size, seed=eval_seed + k)]
+        # the held-out set: passes over the validation documents (fresh pairs and masks
+        # each pass) from a fixed seed, until it holds eval_batches batches
+        val_batcher = MLMBatcher(val_docs, tokenizer, max_len=max_len, batch_size=batch_size)
+        eval_rng = np.random.default_rng(eval_seed)
+        self.eval_batches = []
+        while len(self.eval_batches) < eval_batches:
+            self.eval_batches.extend(val_batcher.epoch(eval_rng))
+        del self.eval_batches[eval_batches:]
         self.baseline_token = self.batcher.most_frequent_token()
         self.baseline_acc = most_frequent_token_baseline(self.eval_batches, self.baseline_token)
 
@@ -141,7 +146,7 @@ def train_tokenizer(train_docs, vocab_size):
 
 # defaults of the main job: tuned so `npfm train bert` ends within 15 minutes on 2 cores
 JOB_DEFAULTS = {"tiny": dict(steps=200, lr=3e-3, eval_every=50, batch_size=16),
-                "default": dict(steps=1200, lr=1e-3, eval_every=200, batch_size=32)}
+                "default": dict(steps=1200, lr=2e-3, eval_every=200, batch_size=32)}
 
 
 def pretrain_command(args):
@@ -182,7 +187,7 @@ def pretrain_command(args):
           f"{ev['val_mlm_baseline_acc']:.1%}), MLM loss {ev['val_mlm_loss']:.3f}; "
           f"NSP accuracy {ev['val_nsp_acc']:.1%}; {cfg.steps} steps in {result.seconds / 60:.1f} min")
     print(f"checkpoint, metrics.jsonl and loss.png in {args.out}")
-    example = "The [MASK] statement is used to leave a loop early."
+    example = 'The "[MASK]" statement is used to leave a loop early.'   # pydoc quotes keywords
     print(f"\n{example}\n  -> " + ", ".join(f"{tok} {p:.2f}" for tok, p in
                                               fill_mask(model, tokenizer, example)))
     return 0
@@ -383,7 +388,7 @@ def finetune_command(args):
     out = args.out or os.path.join("runs", f"bert-{args.task}")
     result = train(task, cfg, out)
     ev = result.last_eval
-    majority = _majority_accuracy(test_arrays[3])
+    majority = majority_accuracy(test_arrays[3])
     print(f"\ntest accuracy {ev['val_acc']:.1%} on {args.task} (majority class {majority:.1%}) "
           f"after {steps} steps from {base}; {result.seconds / 60:.1f} min. Checkpoint in {out}")
     return 0
@@ -396,7 +401,8 @@ def _set_dropout(model, p):
             module.p = p
 
 
-def _majority_accuracy(labels):
+def majority_accuracy(labels):
+    """Accuracy of always answering the most common label (-100 entries skipped)."""
     y = labels[labels != IGNORE_INDEX]
     return float(np.bincount(y).max() / len(y))
 

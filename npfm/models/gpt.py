@@ -16,10 +16,11 @@ dropout and positions, and finally dE[ids] += dx (the embedding's share).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..config import ConfigMixin
 from ..core import Module, check_ids
 from ..layers.attention import KVCache
 from ..layers.block import TransformerBlock
@@ -31,7 +32,7 @@ from ..layers.positional import PositionalEmbedding, SinusoidalPositionalEncodin
 
 
 @dataclass(frozen=True)
-class GPTConfig:
+class GPTConfig(ConfigMixin):
     """Architecture of a GPT. ``hidden`` defaults to 4 * dim."""
     vocab_size: int = 256
     context: int = 128
@@ -50,16 +51,6 @@ class GPTConfig:
         if self.dim % self.n_heads:
             raise ValueError(f"dim {self.dim} is not divisible by n_heads {self.n_heads}")
 
-    def to_dict(self):
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d):
-        known = set(cls.__dataclass_fields__)
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"GPTConfig: unknown keys {sorted(unknown)}")
-        return cls(**d)
 
 
 PRESETS = {

@@ -1,0 +1,126 @@
+"""GPT speed: a training step (forward + backward + AdamW) at the default and
+large presets, and generation tokens/s with and without the KV cache, beside
+the same model in PyTorch eager (npfm.reference.torch_gpt) in the same process
+where torch is importable.
+
+    python benchmarks/bench_gpt.py [--repeat 5] [--new-tokens 256]
+
+Ratios are npfm time / PyTorch time (lower is better); for generation the
+table also gives the cache's speed-up over recomputing the window.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _timing import best_of, row, torch_or_none  # noqa: E402
+
+from npfm.functional import cross_entropy_backward, cross_entropy_forward  # noqa: E402
+from npfm.models.gpt import GPT, generate, preset  # noqa: E402
+from npfm.optim import AdamW, param_groups  # noqa: E402
+
+BATCH = {"default": 32, "large": 16}
+
+
+def npfm_step(model, ids):
+    opt = AdamW(param_groups(model, 0.1), lr=1e-4)
+
+    def step():
+        model.zero_grad()
+        loss, cache = cross_entropy_forward(model(ids[:, :-1]), ids[:, 1:])
+        model.backward(cross_entropy_backward(1.0, cache))
+        opt.step()
+    return step
+
+
+def torch_step(torch, ref, ids):
+    opt = torch.optim.AdamW(ref.parameters(), lr=1e-4)
+    x, y = torch.from_numpy(ids[:, :-1]), torch.from_numpy(ids[:, 1:])
+
+    def step():
+        opt.zero_grad(set_to_none=False)
+        logits = ref(x)
+        torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)).backward()
+        opt.step()
+    return step
+
+
+def npfm_tokens_per_s(model, prompt, n, use_cache):
+    t0 = time.perf_counter()
+    generate(model, prompt, n, temperature=0, use_cache=use_cache)
+    return n / (time.perf_counter() - t0)
+
+
+def torch_tokens_per_s(torch, ref, prompt, n, context, use_cache):
+    tokens = list(prompt)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        caches, start = None, 0
+        for _ in range(n):
+            if len(tokens) - start > context:         # the same sliding window as npfm
+                start, caches = len(tokens) - context // 2, None
+            if use_cache:
+                if caches is None:
+                    caches = [[None, None] for _ in range(ref.config.n_layers)]
+                    logits = ref(torch.tensor([tokens[start:]]), caches)[0, -1]
+                else:
+                    logits = ref(torch.tensor([tokens[-1:]]), caches)[0, -1]
+            else:
+                logits = ref(torch.tensor([tokens[start:]]))[0, -1]
+            tokens.append(int(logits.argmax()))
+    return n / (time.perf_counter() - t0)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--new-tokens", type=int, default=256)
+    parser.add_argument("--presets", nargs="+", default=["default", "large"])
+    args = parser.parse_args()
+    torch = torch_or_none()
+    if torch:
+        from npfm.reference.torch_gpt import TorchGPT
+        print(f"PyTorch {torch.__version__} eager, {torch.get_num_threads()} threads; NumPy {np.__version__}")
+    else:
+        print("torch is not importable: npfm times only")
+    rng = np.random.default_rng(0)
+    print(f"\ntraining step (forward + backward + AdamW), float32, best of {args.repeat}")
+    print(f"{'':<34} {'npfm':>12} {'PyTorch':>12} {'ratio':>7}")
+    for name in args.presets:
+        config = preset(name)
+        B = BATCH[name]
+        model = GPT(config)
+        ids = rng.integers(0, config.vocab_size, size=(B, config.context + 1))
+        t_ours = best_of(npfm_step(model, ids), args.repeat)
+        t_ref = None
+        if torch:
+            ref = TorchGPT(config).load_npfm(model)
+            t_ref = best_of(torch_step(torch, ref, ids), args.repeat)
+        label = f"{name}: B={B} T={config.context} C={config.dim} L={config.n_layers}"
+        print(row(label, t_ours, t_ref), flush=True)
+
+    n = args.new_tokens
+    print(f"\ngeneration of {n} new tokens after a 16-token prompt, greedy, tokens/s")
+    print(f"{'':<34} {'npfm':>12} {'PyTorch':>12} {'cache speed-up (npfm)':>22}")
+    for name in args.presets:
+        config = preset(name)
+        model = GPT(config)
+        prompt = rng.integers(0, config.vocab_size, size=16)
+        ref = TorchGPT(config).load_npfm(model) if torch else None
+        results = {}
+        for use_cache in (True, False):
+            ours = npfm_tokens_per_s(model, prompt, n, use_cache)
+            theirs = torch_tokens_per_s(torch, ref, prompt, n, config.context, use_cache) if torch else None
+            results[use_cache] = ours
+            label = f"{name}: {'KV cache' if use_cache else 'recompute'}"
+            theirs_s = f"{theirs:9.0f} t/s" if theirs else f"{'-':>12}"
+            print(f"{label:<34} {ours:8.0f} t/s {theirs_s}", flush=True)
+        print(f"{'':<34} {'':>12} {'':>12} {results[True] / results[False]:21.1f}x")
+
+
+if __name__ == "__main__":
+    main()
