@@ -100,7 +100,26 @@ def _models(rng):
     yield from _module_rows("GPT (tiny)", model, ids, max_entries=12)
 
 
-SUITES = [_pairs, _modules, _models]
+def _clip(rng):
+    from .models import clip
+    x, y = rng.standard_normal((4, 6)), rng.standard_normal((4, 6))
+    yield from _pair_rows("clip_loss", F.clip_loss_forward, F.clip_loss_backward,
+                          [x, y, np.array([1.3])], ["image_emb", "text_emb", "logit_scale"],
+                          dy=np.array(1.7))
+    model = clip.CLIP(clip.preset("tiny"), seed=1).astype(np.float64)
+    for p in model.parameters():            # larger weights than at init: every path matters
+        p.data += rng.standard_normal(p.shape) * 0.1
+    images = rng.random((3, 8, 8, 3))
+    ids = rng.integers(3, 12, size=(3, 6))
+    ids[:, 4] = 1                           # [EOT] at position 4, padding after it
+    yield from _module_rows("CLIP image tower (tiny)", model.image, images, max_entries=10)
+    yield from _module_rows("CLIP text tower (tiny)", model.text, ids, max_entries=10)
+    # one scalar summing many terms: h = 1e-5 keeps the rounding in the difference small
+    yield from _module_rows("CLIP (tiny): loss", model, images, ids, max_entries=6,
+                            dy=np.array(1.0), h=1e-5)
+
+
+SUITES = [_pairs, _modules, _models, _clip]
 
 
 def run_all(seed=0):

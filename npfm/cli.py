@@ -3,6 +3,9 @@
     npfm gradcheck                 float64 gradient check of every layer and model
     npfm train gpt [...]           pre-train / fine-tune a GPT (the main job)
     npfm generate --checkpoint C   sample from a trained GPT, streamed
+    npfm train bert / finetune bert / embed / search        the encoder (BERT, MiniLM)
+    npfm train clip / zeroshot / image-search              the dual encoder (CLIP)
+    npfm train dalle / draw                                text-to-image
 """
 
 from __future__ import annotations
@@ -27,21 +30,17 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_gradcheck)
 
-    train = sub.add_parser("train", help="train a model (gpt, ...)")
+    train = sub.add_parser("train", help="train a model: gpt, bert, clip or dalle")
     models = train.add_subparsers(dest="model", metavar="MODEL")
     models.required = True
     finetune = sub.add_parser("finetune", help="fine-tune a pre-trained model on a task")
     finetune_models = finetune.add_subparsers(dest="model", metavar="MODEL")
     finetune_models.required = True
 
-    from .jobs import gpt as gpt_job
-    gpt_job.add_commands(sub, models)
-    for name in ("bert", "clip", "dalle"):
-        try:
-            module = __import__(f"npfm.jobs.{name}", fromlist=["add_commands"])
-        except ImportError:
-            continue
-        module.add_commands(sub, models, finetune_models)
+    from .jobs import bert, clip, dalle, gpt
+    gpt.add_commands(sub, models)
+    for job in (bert, clip, dalle):
+        job.add_commands(sub, models, finetune_models)
     return parser
 
 
@@ -52,7 +51,7 @@ def main(argv=None):
         return args.func(args) or 0
     except KeyboardInterrupt:
         return 130
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError, ImportError) as err:
         if getattr(args, "debug", False):
             raise
         print(f"npfm: error: {err}", file=sys.stderr)

@@ -9,6 +9,8 @@ student implements in the coursework.
 
 from .layers.activations import gelu_backward, gelu_forward, relu_backward, relu_forward
 from .layers.attention import attention_backward, attention_forward, causal_mask
+from .layers.clip_loss import (clip_loss_backward, clip_loss_forward, l2_normalize_backward,
+                               l2_normalize_forward)
 from .layers.dropout import dropout_backward, dropout_forward
 from .layers.embedding import embedding_backward, embedding_forward
 from .layers.layernorm import layernorm_backward, layernorm_forward
@@ -27,4 +29,5 @@ __all__ = [
     "dropout_forward", "dropout_backward",
     "attention_forward", "attention_backward", "causal_mask",
     "cross_entropy_forward", "cross_entropy_backward",
+    "l2_normalize_forward", "l2_normalize_backward", "clip_loss_forward", "clip_loss_backward",
 ]

@@ -4,6 +4,7 @@ from .core import Module, Parameter
 from .layers.activations import GELU, ReLU
 from .layers.attention import KVCache, MultiHeadAttention
 from .layers.block import TransformerBlock
+from .layers.clip_loss import CLIPLoss
 from .layers.dropout import Dropout
 from .layers.embedding import Embedding
 from .layers.feedforward import FeedForward
@@ -15,5 +16,5 @@ from .losses import CrossEntropyLoss
 __all__ = [
     "Module", "Parameter", "Linear", "Embedding", "PositionalEmbedding",
     "SinusoidalPositionalEncoding", "LayerNorm", "GELU", "ReLU", "Dropout",
-    "MultiHeadAttention", "KVCache", "FeedForward", "TransformerBlock", "CrossEntropyLoss",
+    "MultiHeadAttention", "KVCache", "FeedForward", "TransformerBlock", "CrossEntropyLoss", "CLIPLoss",
 ]

@@ -334,7 +334,8 @@ def resolve_model_dir(model_dir=None):
     return path
 
 
-FINETUNE_DEFAULTS = {"scratch": dict(lr=1e-3), "init": dict(lr=1e-3), "pretrained": dict(lr=5e-5)}
+# learning rates: a small encoder, fresh or pre-trained here, and a published checkpoint
+FINETUNE_LR = {"scratch": 1e-3, "init": 1e-3, "pretrained": 5e-5}
 
 
 def finetune_command(args):
@@ -355,9 +356,10 @@ def finetune_command(args):
             _set_dropout(encoder, args.dropout)
     elif args.init:
         config, tokenizer, state = load_encoder_from_pretraining(args.init)
-        base, mode = ("scratch" if args.scratch else f"init:{args.init}"), "init"
         if args.scratch:
-            state, mode = None, "scratch"
+            state, base, mode = None, "scratch", "scratch"
+        else:
+            base, mode = f"init:{args.init}", "init"
     else:
         docs = load_documents("pydoc")
         tokenizer = train_tokenizer(split_for_pretraining(docs)[0], args.vocab_size)
@@ -377,7 +379,7 @@ def finetune_command(args):
           f"labels {labels})")
     print(f"model: BERT {config.n_layers} layers, width {config.dim}, from {base}; "
           f"{model.num_parameters():,} parameters")
-    lr = args.lr or FINETUNE_DEFAULTS[mode]["lr"]
+    lr = args.lr or FINETUNE_LR[mode]
     steps = args.steps
     task = BertFinetuneTask(model, tokenizer, args.task, train_arrays, test_arrays, labels,
                             batch_size=args.batch_size, base=base)

@@ -8,6 +8,7 @@ so a checkpoint can carry the tokenizer it was trained with.
     ByteTokenizer   the 256 UTF-8 byte values        (bytes.py)
     BPETokenizer    byte-level BPE, as in GPT-2      (bpe.py)
     WordPieceTokenizer  BERT's WordPiece             (wordpiece.py)
+    WordTokenizer   whole words of short captions    (words.py)
 """
 
 import json
@@ -15,12 +16,14 @@ import json
 from .bpe import BPETokenizer
 from .bytes import ByteLevelTokenizer, ByteTokenizer, StreamDecoder
 from .wordpiece import WordPieceTokenizer
+from .words import WordTokenizer
 
 # d["type"] -> the class that reads it. Add a tokenizer by adding a line here.
 TOKENIZER_TYPES = {
     "bytes": ByteTokenizer,
     "bpe": BPETokenizer,
     "wordpiece": WordPieceTokenizer,
+    "words": WordTokenizer,
 }
 
 
@@ -40,5 +43,5 @@ def load_tokenizer(path):
         return tokenizer_from_dict(json.load(f))
 
 
-__all__ = ["ByteLevelTokenizer", "ByteTokenizer", "BPETokenizer", "StreamDecoder", "WordPieceTokenizer",
+__all__ = ["ByteLevelTokenizer", "ByteTokenizer", "BPETokenizer", "StreamDecoder", "WordPieceTokenizer", "WordTokenizer",
            "TOKENIZER_TYPES", "tokenizer_from_dict", "load_tokenizer"]
