@@ -43,6 +43,7 @@ def _pairs(rng):
     yield from _pair_rows("gelu (exact)", lambda x: F.gelu_forward(x, approximate="none"),
                           lambda dy, c: (F.gelu_backward(dy, c),), [x], ["x"])
     yield from _pair_rows("relu", F.relu_forward, lambda dy, c: (F.relu_backward(dy, c),), [x], ["x"])
+    yield from _pair_rows("tanh", F.tanh_forward, lambda dy, c: (F.tanh_backward(dy, c),), [x], ["x"])
     yield from _pair_rows("softmax", F.softmax_forward, lambda dy, c: (F.softmax_backward(dy, c),),
                           [x], ["x"])
     drop_seed = int(rng.integers(1 << 30))
@@ -119,7 +120,26 @@ def _clip(rng):
                             dy=np.array(1.0), h=1e-5)
 
 
-SUITES = [_pairs, _modules, _models, _clip]
+def _bert(rng):
+    from .models import bert
+    config = bert.preset("tiny", vocab_size=11, max_len=6)
+    ids = rng.integers(5, 11, size=(2, 5))
+    ids[:, 0] = 2                                            # [CLS]
+    pad = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])       # padding present
+    seg = np.array([[0, 0, 1, 1, 1], [0, 0, 1, 0, 0]])
+    masked = np.zeros((2, 5), bool)
+    masked[0, [1, 3]] = masked[1, 2] = True
+    kw = dict(segments=seg, attention_mask=pad, max_entries=6)
+    yield from _module_rows("BERT encoder (tiny)", bert.BertModel(config), ids, **kw)
+    yield from _module_rows("BERT MLM + NSP (tiny)", bert.JoinedPreTrainingOutputs(
+        bert.BertForPreTraining(config), masked), ids, **kw)
+    yield from _module_rows("BERT sequence cls (tiny)",
+                            bert.BertForSequenceClassification(config, 3), ids, **kw)
+    yield from _module_rows("BERT token cls (tiny)",
+                            bert.BertForTokenClassification(config, 4), ids, **kw)
+
+
+SUITES = [_pairs, _modules, _models, _bert, _clip]
 
 
 def run_all(seed=0):

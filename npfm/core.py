@@ -193,17 +193,20 @@ class Module:
 
 # ----- input checks shared by every layer ------------------------------------
 
+def _who(who):
+    return f"{who}: " if who else ""
+
+
 def check_array(x, name="x", min_ndim=1, last_dim=None, who=None):
     """Return ``x`` as a float ndarray or raise a clear error naming the problem."""
-    who = f"{who}: " if who else ""
     if not isinstance(x, np.ndarray):
         x = np.asarray(x)
-    if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"{who}{name} must be a float array, got dtype {x.dtype}")
+    if x.dtype.kind != "f":                       # float16/32/64 (cheaper than issubdtype)
+        raise TypeError(f"{_who(who)}{name} must be a float array, got dtype {x.dtype}")
     if x.ndim < min_ndim:
-        raise ValueError(f"{who}{name} must have at least {min_ndim} dimensions, got shape {x.shape}")
+        raise ValueError(f"{_who(who)}{name} must have at least {min_ndim} dimensions, got shape {x.shape}")
     if last_dim is not None and x.shape[-1] != last_dim:
-        raise ValueError(f"{who}{name} has last dimension {x.shape[-1]} (shape {x.shape}), "
+        raise ValueError(f"{_who(who)}{name} has last dimension {x.shape[-1]} (shape {x.shape}), "
                          f"expected {last_dim}")
     return x
 

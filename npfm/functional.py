@@ -7,7 +7,8 @@ No state and no globals: the pairs are the textbook pages, and the unit a
 student implements in the coursework.
 """
 
-from .layers.activations import gelu_backward, gelu_forward, relu_backward, relu_forward
+from .layers.activations import (gelu_backward, gelu_forward, relu_backward, relu_forward,
+                                 tanh_backward, tanh_forward)
 from .layers.attention import attention_backward, attention_forward, causal_mask
 from .layers.clip_loss import (clip_loss_backward, clip_loss_forward, l2_normalize_backward,
                                l2_normalize_forward)
@@ -25,6 +26,7 @@ __all__ = [
     "sinusoidal_positions",
     "layernorm_forward", "layernorm_backward",
     "gelu_forward", "gelu_backward", "relu_forward", "relu_backward",
+    "tanh_forward", "tanh_backward",
     "softmax_forward", "softmax_backward",
     "dropout_forward", "dropout_backward",
     "attention_forward", "attention_backward", "causal_mask",

@@ -1,7 +1,7 @@
 """The Modules over the pairs: each owns its Parameters and its last cache."""
 
 from .core import Module, Parameter
-from .layers.activations import GELU, ReLU
+from .layers.activations import GELU, ReLU, Tanh
 from .layers.attention import KVCache, MultiHeadAttention
 from .layers.block import TransformerBlock
 from .layers.clip_loss import CLIPLoss
@@ -15,6 +15,6 @@ from .losses import CrossEntropyLoss
 
 __all__ = [
     "Module", "Parameter", "Linear", "Embedding", "PositionalEmbedding",
-    "SinusoidalPositionalEncoding", "LayerNorm", "GELU", "ReLU", "Dropout",
+    "SinusoidalPositionalEncoding", "LayerNorm", "GELU", "ReLU", "Tanh", "Dropout",
     "MultiHeadAttention", "KVCache", "FeedForward", "TransformerBlock", "CrossEntropyLoss", "CLIPLoss",
 ]

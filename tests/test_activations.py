@@ -106,3 +106,16 @@ def test_gelu_bad_approximate():
         gelu_forward(np.zeros(2), approximate=None)
     with pytest.raises(TypeError, match="gelu: x must be a float array"):
         GELU()(np.arange(3))
+
+
+def test_tanh_pair():
+    from npfm.functional import tanh_backward, tanh_forward
+    from npfm.nn import Tanh
+    from npfm.gradcheck import check_pair
+    x = np.random.default_rng(0).standard_normal((3, 4)) * 2
+    errors = check_pair(tanh_forward, lambda dy, c: (tanh_backward(dy, c),), [x])
+    assert errors[0] < 1e-8
+    assert tanh_forward(x.astype(np.float32))[0].dtype == np.float32
+    assert tanh_backward(np.ones((3, 4), np.float32), tanh_forward(x.astype(np.float32))[1]).dtype \
+        == np.float32
+    assert isinstance(Tanh()(x), np.ndarray)

@@ -10,8 +10,8 @@ from npfm.functional import cross_entropy_backward, cross_entropy_forward
 from npfm.gradcheck import check_module, check_pair
 from npfm.models.bert import (
     IGNORE_INDEX, BertConfig, BertForPreTraining, BertForSequenceClassification,
-    BertForTokenClassification, BertModel, JoinedPreTrainingOutputs, MLMHead, Tanh, mean_pool,
-    preset, tanh_backward, tanh_forward,
+    BertForTokenClassification, BertModel, JoinedPreTrainingOutputs, MLMHead, mean_pool,
+    preset,
 )
 from npfm.optim import AdamW
 
@@ -36,16 +36,6 @@ def padded_batch(seed=0, B=3, T=7):
 
 
 # ----- gradient checks -----------------------------------------------------------------
-
-def test_tanh_pair():
-    x = np.random.default_rng(0).standard_normal((3, 4)) * 2
-    errors = check_pair(tanh_forward, lambda dy, c: (tanh_backward(dy, c),), [x])
-    assert errors[0] < 1e-8
-    assert tanh_forward(x.astype(np.float32))[0].dtype == np.float32
-    assert tanh_backward(np.ones((3, 4), np.float32), tanh_forward(x.astype(np.float32))[1]).dtype \
-        == np.float32
-    assert isinstance(Tanh()(x), np.ndarray)
-
 
 def test_encoder_gradient_check_with_padding():
     ids, segments, mask = padded_batch()
@@ -82,8 +72,8 @@ def test_classification_gradient_check_with_padding(head):
 
 def test_gradient_check_catches_a_broken_pooler(monkeypatch):
     """The whole-model check can fail: a wrong tanh derivative turns it red."""
-    import npfm.models.bert as bert
-    monkeypatch.setattr(bert, "tanh_backward", lambda dy, y: dy * (1.0 - y))
+    import npfm.layers.activations as activations
+    monkeypatch.setattr(activations, "tanh_backward", lambda dy, y: dy * (1.0 - y))
     ids, segments, mask = padded_batch(2)
     report = check_module(BertForSequenceClassification(tiny(), 2, seed=3), ids,
                           segments=segments, attention_mask=mask, max_entries=4)

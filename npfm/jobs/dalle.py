@@ -14,7 +14,7 @@ What a text-to-image model brings to the shared loop (``npfm.train``):
              captions show the requested attributes, by the judge below.
 
 The judge. Generated images are scored by a classifier the generator never
-saw: softmax regression (one ``Linear`` layer, trained with AdamW on the
+saw: a small network (Linear, ReLU, Linear, trained with AdamW on the
 cross-entropy) on two small feature sets computed from the pixels,
 
     shape    the shape's ink (brightness above the background), moved so that
@@ -37,12 +37,15 @@ gives to the image and the caption.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 
 import numpy as np
 
 from ..checkpoint import load_checkpoint
+from ..core import Module
+from ..layers.activations import ReLU
 from ..layers.linear import Linear
 from ..losses import cross_entropy_backward, cross_entropy_forward
 from ..models.dalle import (DALLE, DALLEConfig, PRESETS, TextImageLoss, check_codebook,
@@ -186,29 +189,41 @@ def judge_features(images, attributes):
     return out
 
 
-class SoftmaxRegression:
-    """p(class | x) = softmax(((x - mean) / std) @ W + b), fitted by AdamW on the cross-entropy."""
+class PixelClassifier(Module):
+    """p(class | x) = softmax(relu(z @ W1 + b1) @ W2 + b2), z = (x - mean) / std:
+    a one-hidden-layer network, trained by AdamW on the cross-entropy of
+    mini-batches (Linear, ReLU and cross_entropy are npfm's own pairs)."""
 
-    def __init__(self, X, y, n_classes, steps=200, lr=0.05, seed=0):
+    def __init__(self, X, y, n_classes, hidden=128, steps=300, batch_size=512, lr=3e-3, seed=0):
         X = np.asarray(X, dtype=np.float32)
+        rng = np.random.default_rng(seed)
         self.mean, self.std = X.mean(axis=0), X.std(axis=0) + 1e-3        # (F,)
-        self.linear = Linear(X.shape[1], n_classes, std=0.0, rng=np.random.default_rng(seed))
-        optimizer = AdamW(self.linear.parameters(), lr=lr, weight_decay=0.0)
+        self.fc1 = Linear(X.shape[1], hidden, std=math.sqrt(1.0 / X.shape[1]), rng=rng)
+        self.act = ReLU()
+        self.fc2 = Linear(hidden, n_classes, std=0.01, rng=rng)
+        optimizer = AdamW(self.parameters(), lr=lr, weight_decay=0.0)
         Z = (X - self.mean) / self.std                                    # (N, F)
-        for _ in range(steps):                                            # full batch
-            self.linear.zero_grad()
-            _, cache = cross_entropy_forward(self.linear(Z), y)
-            self.linear.backward(cross_entropy_backward(1.0, cache))
+        for _ in range(steps):
+            rows = rng.integers(0, len(Z), batch_size)                    # (B,)
+            self.zero_grad()
+            _, cache = cross_entropy_forward(self.forward(Z[rows]), y[rows])
+            self.backward(cross_entropy_backward(1.0, cache))
             optimizer.step()
 
+    def forward(self, z):
+        return self.fc2(self.act(self.fc1(z)))                            # (B, classes)
+
+    def backward(self, dlogits):
+        return self.fc1.backward(self.act.backward(self.fc2.backward(dlogits)))
+
     def predict(self, X):
-        return self.linear((np.asarray(X, dtype=np.float32) - self.mean) / self.std).argmax(axis=1)
+        return self.forward((np.asarray(X, dtype=np.float32) - self.mean) / self.std).argmax(axis=1)
 
 
 class Judge:
-    """One SoftmaxRegression per attribute of the data ("shape" and "colour", or "digit")."""
+    """One PixelClassifier per attribute of the data ("shape" and "colour", or "digit")."""
 
-    def __init__(self, data, vq, n=4000, steps=200, seed=0):
+    def __init__(self, data, vq, n=6000, steps=300, seed=0):
         rng = np.random.default_rng(seed)
         rows = rng.permutation(len(data.train["images"]))[:n]
         real = data.train["images"][rows]
@@ -218,8 +233,8 @@ class Judge:
         self.models = {}
         for a in self.attributes:
             labels = np.concatenate([data.train["labels"][a][rows]] * 2)
-            self.models[a] = SoftmaxRegression(features[a], labels, len(self.class_names[a]),
-                                               steps=steps, seed=seed)
+            self.models[a] = PixelClassifier(features[a], labels, len(self.class_names[a]),
+                                             steps=steps, seed=seed)
 
     def predict(self, images):
         """{attribute: predicted class ids (N,)}."""
@@ -405,8 +420,10 @@ def add_commands(sub, train_models, finetune_models=None):
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--n-train", type=int, default=20000, help="training images (shapes)")
-    p.add_argument("--codes", type=int, default=64, help="codebook size K")
+    p.add_argument("--codes", type=int, default=128, help="codebook size K")
     p.add_argument("--patch", type=int, default=2, help="VQ patch size (pixels per side)")
+    p.add_argument("--dim", type=int, default=None, help="override the preset's width")
+    p.add_argument("--layers", type=int, default=None, help="override the preset's depth")
     p.add_argument("--dropout", type=float, default=None)
     p.add_argument("--eval-every", type=int, default=None)
     p.add_argument("--out", default=None, help=f"output folder (default {DEFAULT_OUT}-DATA)")
@@ -436,7 +453,8 @@ def add_commands(sub, train_models, finetune_models=None):
     e.add_argument("--candidates", type=int, default=8)
     e.add_argument("--temperature", type=float, default=1.0)
     e.add_argument("--top-k", type=int, default=None)
-    e.add_argument("--out", default=None, help="folder of eval.json and figures (default: the checkpoint's)")
+    e.add_argument("--out", default=None,
+                   help="folder of eval.json and figures (default: the checkpoint's)")
     e.add_argument("--seed", type=int, default=0)
     e.set_defaults(func=eval_command)
 
@@ -483,8 +501,9 @@ def train_command(args):
         longest = max(len(_words(c)) for c in data.vocabulary_captions())
         overrides = dict(text_vocab=words.vocab_size, text_len=longest + 1, n_codes=args.codes,
                          patch=args.patch, **DATA_OVERRIDES[args.data])
-        if args.dropout is not None:
-            overrides["dropout"] = args.dropout
+        for name, value in (("dim", args.dim), ("n_layers", args.layers), ("dropout", args.dropout)):
+            if value is not None:
+                overrides[name] = value
         config = preset(args.preset, **overrides)
     error = vq.reconstruction_error(data.train["images"][:2000])
     print(f"data: {args.data}, {len(data.train['images'])} training images; vocabulary "
@@ -503,13 +522,13 @@ def train_command(args):
     ev = result.last_eval
     print("\nheld-out: " + ", ".join(f"{k} {v:.4f}" for k, v in ev.items()))
     path = write_samples(model, words, vq, FIGURE_CAPTIONS[args.data], os.path.join(out, SAMPLES_NAME),
-                         judge=judge, seed=args.seed)
+                         seed=args.seed)
     print(f"checkpoint, metrics.jsonl, loss.png and {os.path.basename(path)} in {out} "
           f"({time.perf_counter() - t0:.0f} s in all)")
     return 0
 
 
-def write_samples(model, words, vq, captions, path, samples=4, judge=None, seed=0):
+def write_samples(model, words, vq, captions, path, samples=4, seed=0):
     """A grid: one row per caption, ``samples`` images each, labelled with the caption."""
     from ..plot import image_grid
     images, _ = draw(model, words, vq, captions, samples, rng=np.random.default_rng(seed))
@@ -664,7 +683,7 @@ def eval_command(args):
     out = args.out or os.path.dirname(os.path.abspath(args.checkpoint))
     os.makedirs(out, exist_ok=True)
     clip = ClipReranker(args.clip, model.config) if args.clip else None
-    print(f"judge: softmax regression on pixel features, fitted on {data.name} training images "
+    print(f"judge: a small network on pixel features, fitted on {data.name} training images "
           f"and their VQ reconstructions ...", flush=True)
     judge = Judge(data, vq, seed=args.seed)
     print(f"generating {args.samples} images for each of {args.captions} held-out captions per split "
@@ -682,11 +701,14 @@ def eval_command(args):
         what = "pairs never seen in training" if split == "unseen" else "held-out captions"
         print(f"  {split:<7} {m['rate']:.1%}{extra}   ({m['images']} images, {what})")
     c = report["copies"]
-    print("\nnot copies (RMS pixel distance, all images through the codebook):")
-    print(f"  generated image -> nearest training image  median {c['generated_to_nearest_train']['median']:.3f}"
+    median = {k.split("_to_")[0] if "_to_" in k else k: v["median"]
+              for k, v in c.items() if isinstance(v, dict)}
+    print("\nnot copies (RMS pixel distance, all images through the codebook), medians:")
+    print(f"  generated image -> nearest training image      {median['generated']:.3f}"
           f" (10th percentile {c['generated_to_nearest_train']['p10']:.3f})")
-    print(f"  real held-out image -> nearest training    median {c['real_held_out_to_nearest_train']['median']:.3f}")
-    print(f"  two training images of one class ({c['class']})  median {c['same_class_train_pairs']['median']:.3f}")
+    print(f"  real held-out image -> nearest training image  {median['real_held_out']:.3f}")
+    print(f"  two training images of one class              {median['same_class_train_pairs']:.3f}"
+          f" ({c['class']})")
     print(f"  generated code grids identical to a training image's: {c['exact_code_copies']:.1%}")
     report["settings"] = {k: getattr(args, k) for k in ("checkpoint", "clip", "captions", "samples",
                                                         "candidates", "temperature", "top_k", "seed")}

@@ -211,3 +211,26 @@ class ReLU(Module):
 
     def backward(self, dy):
         return relu_backward(dy, self._saved())
+
+
+def tanh_forward(x):
+    """y = tanh(x), elementwise (BERT's pooler).   x: (...) -> y: (...), cache"""
+    y = np.tanh(x)
+    return y, y
+
+
+def tanh_backward(dy, cache):
+    """dx = dy * (1 - y^2), since d tanh(x) / dx = 1 - tanh(x)^2."""
+    y = cache
+    return dy * (1.0 - y * y)
+
+
+class Tanh(Module):
+    """The tanh activation; no Parameters."""
+
+    def forward(self, x):
+        y, self._cache = tanh_forward(x)
+        return y
+
+    def backward(self, dy):
+        return tanh_backward(dy, self._saved())

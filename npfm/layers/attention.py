@@ -185,7 +185,7 @@ class MultiHeadAttention(Module):
                 raise ValueError(f"MultiHeadAttention: mask must be (B, Tk), (B, Tq, Tk) or "
                                  f"(B, H, Tq, Tk); got shape {mask.shape}")
             full = _as_bool_mask(mask, (B, self.n_heads, Tq, Tk), "MultiHeadAttention")
-        if self.causal and self_attention:
+        if self.causal and self_attention and Tq > 1:              # one query sees every key
             tri = causal_mask(Tq, Tk)                              # (Tq, Tk)
             full = tri if full is None else (full & tri)
         return full

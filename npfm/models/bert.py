@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from ..core import Module, Parameter, check_ids
-from ..layers.activations import GELU
+from ..layers.activations import GELU, Tanh
 from ..layers.block import TransformerBlock
 from ..layers.dropout import Dropout
 from ..layers.embedding import Embedding
@@ -78,7 +78,8 @@ class BertConfig:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"BertConfig: {name} must be a positive integer, got {value!r}")
         if self.dim % self.n_heads:
-            raise ValueError(f"BertConfig: dim {self.dim} is not divisible by n_heads {self.n_heads}")
+            raise ValueError(f"BertConfig: dim {self.dim} is not divisible by "
+                             f"n_heads {self.n_heads}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"BertConfig: dropout must be in [0, 1), got {self.dropout}")
 
@@ -99,7 +100,8 @@ class BertConfig:
             raise TypeError(f"BertConfig.from_hf_config expects a dict, got {type(d).__name__}")
         if d.get("model_type", "bert") != "bert":
             raise ValueError(f"config.json: model_type {d.get('model_type')!r} is not supported "
-                             "(only 'bert': RoBERTa and DistilBERT lay their weights out differently)")
+                             "(only 'bert': RoBERTa and DistilBERT lay out their weights "
+                             "differently)")
         act = d.get("hidden_act", "gelu")
         if act != "gelu":
             raise ValueError(f"config.json: hidden_act {act!r} is not supported (only 'gelu', "
@@ -139,31 +141,6 @@ def preset(name, **overrides):
     if name not in PRESETS:
         raise ValueError(f"unknown BERT preset {name!r}; choose from {sorted(PRESETS)}")
     return replace(PRESETS[name], **overrides)
-
-
-# ----- tanh, the pooler's activation --------------------------------------------
-
-def tanh_forward(x):
-    """y = tanh(x), elementwise.   x: (...) -> y: (...), cache"""
-    y = np.tanh(x)
-    return y, y
-
-
-def tanh_backward(dy, cache):
-    """dx = dy * (1 - y^2), since d tanh(x) / dx = 1 - tanh(x)^2."""
-    y = cache
-    return dy * (1.0 - y * y)
-
-
-class Tanh(Module):
-    """The tanh activation; no Parameters."""
-
-    def forward(self, x):
-        y, self._cache = tanh_forward(x)
-        return y
-
-    def backward(self, dy):
-        return tanh_backward(dy, self._saved())
 
 
 # ----- the encoder -----------------------------------------------------------------

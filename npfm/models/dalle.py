@@ -57,7 +57,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from ..core import Module, Parameter, check_array, check_ids
+from ..core import Module, Parameter, check_ids
 from ..layers.attention import KVCache
 from ..layers.block import TransformerBlock
 from ..layers.dropout import Dropout
@@ -162,8 +162,8 @@ PRESETS = {
     # for tests: whole-model gradient checks in seconds (a 2 x 2 grid of codes)
     "tiny": DALLEConfig(text_vocab=7, text_len=3, n_codes=5, image_size=4, patch=2, dim=8,
                         n_layers=2, n_heads=2),
-    # the main job on 16 x 16 shapes: 2 x 2 patches, an 8 x 8 grid of 64 codes
-    "default": DALLEConfig(text_len=12, n_codes=64, image_size=16, patch=2, dim=128,
+    # the main job on 16 x 16 shapes: 2 x 2 patches, an 8 x 8 grid of codes out of 128
+    "default": DALLEConfig(text_len=12, n_codes=128, image_size=16, patch=2, dim=128,
                            n_layers=4, n_heads=4),
 }
 
@@ -515,12 +515,3 @@ def encode_captions(tokenizer, captions, config: DALLEConfig):
                          f"expects {config.text_vocab}")
     return tokenizer.encode_batch(list(captions), config.text_len).astype(np.int64)   # (B, L)
 
-
-def check_images_for(config: DALLEConfig, images, who="DALLE"):
-    """Images (B, S, S, ch) matching the config (for encoding training data)."""
-    images = check_array(images, "images", min_ndim=4, who=who)
-    c = config
-    if images.shape[1:] != (c.image_size, c.image_size, c.channels):
-        raise ValueError(f"{who}: images must be (B, {c.image_size}, {c.image_size}, {c.channels}), "
-                         f"got shape {images.shape}")
-    return images
