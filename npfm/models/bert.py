@@ -37,10 +37,11 @@ import json
 import math
 import os
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..config import ConfigMixin
 from ..core import Module, Parameter, check_ids
 from ..layers.activations import GELU, Tanh
 from ..layers.block import TransformerBlock
@@ -56,7 +57,7 @@ IGNORE_INDEX = -100
 # ----- configuration ----------------------------------------------------------
 
 @dataclass(frozen=True)
-class BertConfig:
+class BertConfig(ConfigMixin):
     """Architecture of a BERT encoder. ``hidden`` (F) defaults to 4 * dim."""
     vocab_size: int = 30522
     max_len: int = 128              # positions in the table
@@ -83,15 +84,6 @@ class BertConfig:
         if not 0 <= self.dropout < 1:
             raise ValueError(f"BertConfig: dropout must be in [0, 1), got {self.dropout}")
 
-    def to_dict(self):
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d):
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"BertConfig: unknown keys {sorted(unknown)}")
-        return cls(**d)
 
     @classmethod
     def from_hf_config(cls, d):

@@ -36,10 +36,11 @@ through the blocks, the positions and the embeddings.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..config import ConfigMixin
 from ..core import Module, Parameter, check_array, check_ids
 from ..layers.block import TransformerBlock
 from ..layers.clip_loss import (INIT_LOGIT_SCALE, MAX_LOGIT_SCALE, clip_loss_backward,
@@ -51,7 +52,7 @@ from ..layers.positional import PositionalEmbedding
 
 
 @dataclass(frozen=True)
-class CLIPConfig:
+class CLIPConfig(ConfigMixin):
     """Architecture of a CLIP. Both towers have width ``dim``; ``hidden`` defaults to 4 * dim."""
     image_size: int = 16
     patch: int = 4
@@ -85,15 +86,6 @@ class CLIPConfig:
     def n_patches(self):
         return (self.image_size // self.patch) ** 2
 
-    def to_dict(self):
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d):
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"CLIPConfig: unknown keys {sorted(unknown)}")
-        return cls(**d)
 
 
 PRESETS = {
