@@ -461,8 +461,8 @@ def add_commands(sub, train_models, finetune_models=None):
 
 # defaults of the main job: `npfm train dalle` ends within 15 minutes on 2 cores
 JOB_DEFAULTS = {
-    "shapes": dict(steps=2000, batch_size=64, lr=2e-3, eval_every=500),
-    "digits": dict(steps=1500, batch_size=64, lr=2e-3, eval_every=500),
+    "shapes": dict(steps=5000, batch_size=32, lr=3e-3, eval_every=1000),
+    "digits": dict(steps=3000, batch_size=32, lr=3e-3, eval_every=1000),
 }
 DATA_OVERRIDES = {                      # what a data set fixes in the architecture
     "shapes": dict(image_size=16, channels=3),

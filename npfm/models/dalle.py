@@ -163,7 +163,7 @@ PRESETS = {
     "tiny": DALLEConfig(text_vocab=7, text_len=3, n_codes=5, image_size=4, patch=2, dim=8,
                         n_layers=2, n_heads=2),
     # the main job on 16 x 16 shapes: 2 x 2 patches, an 8 x 8 grid of codes out of 128
-    "default": DALLEConfig(text_len=12, n_codes=128, image_size=16, patch=2, dim=128,
+    "default": DALLEConfig(text_len=12, n_codes=128, image_size=16, patch=2, dim=96,
                            n_layers=4, n_heads=4),
 }
 
