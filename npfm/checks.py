@@ -139,7 +139,20 @@ def _bert(rng):
                             bert.BertForTokenClassification(config, 4), ids, **kw)
 
 
-SUITES = [_pairs, _modules, _models, _bert, _clip]
+def _text_to_image(rng):
+    from .models import dalle
+    model = dalle.DALLE(dalle.preset("tiny"), seed=1).astype(np.float64)
+    for p in model.parameters():            # weights of order 1: gradients large enough to check
+        p.data += rng.standard_normal(p.shape) * 0.3
+    c = model.config
+    text = rng.integers(3, c.text_vocab, (2, c.text_len))
+    text[:, -1] = 0                                          # [PAD] targets are ignored
+    stream = dalle.make_stream(text, rng.integers(0, c.n_codes, (2, c.n_image_tokens)), c)
+    yield from _module_rows("DALL-E (tiny, 1/8 + 7/8 loss)", dalle.TextImageLoss(model), stream,
+                            max_entries=12)
+
+
+SUITES = [_pairs, _modules, _models, _bert, _clip, _text_to_image]
 
 
 def run_all(seed=0):

@@ -67,6 +67,8 @@ def preset(name, **overrides):
     """A named preset with some fields replaced (e.g. vocab_size of a BPE tokenizer)."""
     if name not in PRESETS:
         raise ValueError(f"unknown GPT preset {name!r}; choose from {sorted(PRESETS)}")
+    if "dim" in overrides and "hidden" not in overrides:
+        overrides["hidden"] = 4 * overrides["dim"]          # keep hidden = 4 * dim
     return replace(PRESETS[name], **overrides)
 
 
