@@ -53,10 +53,11 @@ temperature) over the codes only (optionally the top k of them).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..config import ConfigMixin
 from ..core import Module, Parameter, check_ids
 from ..layers.attention import KVCache
 from ..layers.block import TransformerBlock
@@ -70,7 +71,7 @@ IGNORE = -100                 # a target the loss does not count (cross_entropy'
 
 
 @dataclass(frozen=True)
-class DALLEConfig:
+class DALLEConfig(ConfigMixin):
     """Architecture of a text-to-image transformer.
 
     text_vocab: size Vt of the caption tokenizer's vocabulary ([PAD] = 0, [EOT] = 1).
@@ -147,15 +148,6 @@ class DALLEConfig:
         """V = Vt + 2 + K."""
         return self.text_vocab + 2 + self.n_codes
 
-    def to_dict(self):
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d):
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"DALLEConfig: unknown keys {sorted(unknown)}")
-        return cls(**d)
 
 
 PRESETS = {
