@@ -3,16 +3,24 @@
 import time
 
 
-def best_of(fn, repeat=5, warmup=2):
-    """Best wall-clock seconds of ``repeat`` calls of ``fn`` after ``warmup`` calls."""
+def best_of_pair(ours, ref=None, repeat=5, warmup=2):
+    """Best wall-clock seconds of ``ours`` and of ``ref`` (None: not timed),
+    called in turn: a machine that slows down or speeds up during the run
+    affects both alike, so their ratio stays fair."""
     for _ in range(warmup):
-        fn()
-    best = float("inf")
+        ours()
+        if ref is not None:
+            ref()
+    best_ours = best_ref = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+        ours()
+        best_ours = min(best_ours, time.perf_counter() - t0)
+        if ref is not None:
+            t0 = time.perf_counter()
+            ref()
+            best_ref = min(best_ref, time.perf_counter() - t0)
+    return best_ours, (best_ref if ref is not None else None)
 
 
 def torch_or_none():

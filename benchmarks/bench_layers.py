@@ -11,10 +11,11 @@ import argparse
 import os
 import sys
 
+import npfm  # noqa: F401  first: it sets OpenBLAS's thread timeout before NumPy loads
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _timing import best_of, row, torch_or_none  # noqa: E402
+from _timing import best_of_pair, row, torch_or_none  # noqa: E402
 
 from npfm.functional import (attention_backward, attention_forward, causal_mask,  # noqa: E402
                              gelu_backward, gelu_forward, layernorm_backward, layernorm_forward)
@@ -117,8 +118,7 @@ def main():
         print("torch is not importable: npfm times only")
     print(f"{'':<34} {'npfm':>12} {'PyTorch':>12} {'ratio':>7}")
     for name, fn in ours.items():
-        t_ours = best_of(fn, args.repeat)
-        t_ref = best_of(ref[name], args.repeat) if name in ref else None
+        t_ours, t_ref = best_of_pair(fn, ref.get(name), args.repeat)
         print(row(name, t_ours, t_ref), flush=True)
 
 

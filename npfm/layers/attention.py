@@ -22,10 +22,12 @@ the largest array; the softmax runs in place for the same reason.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 
 from ..core import Module, Parameter, check_array
+from ..parallel import map_rows
 from .linear import linear_backward, linear_forward
 
 
@@ -61,6 +63,9 @@ def attention_forward(q, k, v, mask=None):
 
     q: (..., Tq, D)   k, v: (..., Tk, D)   mask: bool, broadcastable to
     (..., Tq, Tk), True = may attend.   ->   y: (..., Tq, D), cache
+
+    Each sequence (each index of the leading axes) attends alone, so
+    ``map_rows`` runs blocks of them on every core.
     """
     q = check_array(q, "q", min_ndim=2, who="attention")
     k = check_array(k, "k", min_ndim=2, who="attention")
@@ -69,69 +74,140 @@ def attention_forward(q, k, v, mask=None):
         raise ValueError(f"attention: q {q.shape}, k {k.shape}, v {v.shape} do not match: "
                          "expected q (..., Tq, D) and k, v (..., Tk, D) with the same leading axes")
     scale = 1.0 / math.sqrt(q.shape[-1])
-    # scaling q (Tq x D) is cheaper than scaling the scores (Tq x Tk); a
-    # contiguous k^T lets BLAS run at full speed
-    kT = np.ascontiguousarray(k.swapaxes(-1, -2))                  # (..., D, Tk)
-    scores = (q * scale) @ kT                                      # (..., Tq, Tk)
+    scores_shape = q.shape[:-1] + (k.shape[-2],)                   # (..., Tq, Tk)
+    bias = None
     if mask is not None:
-        mask = _as_bool_mask(mask, scores.shape, "attention")
-        np.copyto(scores, -np.inf, where=~mask)
-    P = _masked_softmax_inplace(scores)                            # (..., Tq, Tk)
-    y = P @ v                                                      # (..., Tq, D)
+        mask = _as_bool_mask(mask, scores_shape, "attention")
+        # additive form of the mask: 0 where allowed, -inf where not; one
+        # broadcast add instead of a masked copy over the scores
+        bias = np.where(mask, q.dtype.type(0), q.dtype.type(-np.inf))
+    y = np.empty_like(q)            # (..., Tq, D), laid out in memory like q (see _merge)
+    P = np.empty(scores_shape, q.dtype)                            # (..., Tq, Tk)
+    rows = [q, k, v, y, P]
+    if bias is not None:
+        rows.append(np.broadcast_to(bias, scores_shape))           # (..., Tq, Tk) view
+    if q.ndim == 2:                                                # one sequence
+        _attention_rows(*rows, scale=scale)
+    else:
+        map_rows(partial(_attention_rows, scale=scale), *rows)     # blocks of sequences
     return y, (q, k, v, P, y, scale)
+
+
+def _attention_rows(q, k, v, y, P, bias=None, *, scale):
+    """The forward for a block of sequences; fills y (..., Tq, D) and P (..., Tq, Tk)."""
+    # scaling q (Tq x D) is cheaper than scaling the scores (Tq x Tk); BLAS
+    # runs a stack of products at full speed when rows of k^T are contiguous
+    kT = _unit_stride_rows(k.swapaxes(-1, -2))                     # (..., D, Tk)
+    q = q * scale                                                  # (..., Tq, D)
+    scores = np.matmul(q, kT, out=P)                               # (..., Tq, Tk)
+    if bias is not None:
+        scores += bias
+    if not _softmax_unshifted_inplace(scores):                     # P = softmax(scores)
+        scores = np.matmul(q, kT, out=P)                           # exp would over/underflow:
+        if bias is not None:                                       # start again, the usual way
+            scores += bias
+        _masked_softmax_inplace(scores)
+    np.matmul(P, v, out=y)                                         # (..., Tq, D)
+
+
+def _unit_stride_rows(a):
+    """a itself if its last axis has unit stride (a KV cache keeps k^T so), else a copy."""
+    return a if a.strides[-1] == a.itemsize else np.ascontiguousarray(a)
+
+
+_NO_OVERFLOW = 60.0    # exp(60) = 1e26: a sum of a million of them still fits in float32
+_NO_UNDERFLOW = 1e-20  # a row whose exps sum to less has lost its small entries
+
+
+def _softmax_unshifted_inplace(scores):
+    """Softmax over the last axis, in place, without subtracting the row max;
+    False (scores left unusable) where that is not safe.
+
+    softmax(s) = exp(s - c) / sum(exp(s - c)) for any c of the row. The usual
+    c = max(s) keeps exp from overflowing, at the price of a row-max pass and
+    a subtraction over the whole (Tq, Tk) array. When no score exceeds 60
+    (checked in one cheap pass), c = 0 is safe from overflow; a row so
+    negative that its exps underflow (or one with no allowed key) shows up
+    as a tiny sum, and then the caller starts again with c = max(s).
+    """
+    if not scores.max(initial=-np.inf) <= _NO_OVERFLOW:            # also False for NaN
+        return False
+    np.exp(scores, out=scores)
+    row_sum = np.einsum("...j->...", scores)[..., None]            # (..., Tq, 1) (einsum: faster)
+    if row_sum.size and not row_sum.min() >= _NO_UNDERFLOW:
+        return False
+    scores /= row_sum                                              # (a row of one key gives 1 exactly)
+    return True
 
 
 def _masked_softmax_inplace(scores):
     """Softmax over the last axis, in place; rows that are all -inf become 0."""
-    row_max = scores.max(axis=-1, keepdims=True)                   # (..., Tq, 1)
-    row_max[~np.isfinite(row_max)] = 0.0                           # fully masked rows
+    row_max = np.fmax.reduce(scores, axis=-1, keepdims=True)       # (..., Tq, 1)
+    # a fully masked row has max -inf: shift it by a finite number instead,
+    # so that exp gives zeros rather than NaN from -inf - (-inf)
+    np.fmax(row_max, np.finfo(scores.dtype).min, out=row_max)
     scores -= row_max
     np.exp(scores, out=scores)
-    row_sum = scores.sum(axis=-1, keepdims=True)                   # (..., Tq, 1)
-    row_sum[row_sum == 0] = 1.0                                    # 0 / 1 = 0, never NaN
-    scores /= row_sum
+    row_sum = np.einsum("...j->...", scores)[..., None]            # (..., Tq, 1) (einsum: faster)
+    # a row's largest entry is exp(0) = 1, so row_sum >= 1, except on fully
+    # masked rows, where it is 0: dividing those by 1 leaves zeros, never NaN
+    scores *= 1.0 / np.maximum(row_sum, 1.0)
     return scores
 
 
 def attention_backward(dy, cache):
     """dy: (..., Tq, D) -> (dq, dk, dv) shaped like q, k, v."""
     q, k, v, P, y, scale = cache
-    dv = P.swapaxes(-1, -2) @ dy                                   # (..., Tk, D)
+    # each gradient is laid out in memory like its input (MultiHeadAttention's
+    # heads are views of (B, T, C) arrays: merging the heads back is then free)
+    dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+    rows = (dy, q, k, v, P, y, dq, dk, dv)
+    if q.ndim == 2:
+        _attention_backward_rows(*rows, scale=scale)
+    else:
+        map_rows(partial(_attention_backward_rows, scale=scale), *rows)
+    return dq, dk, dv
+
+
+def _attention_backward_rows(dy, q, k, v, P, y, dq, dk, dv, *, scale):
+    """Fills dq, dk, dv for a block of sequences."""
+    np.matmul(P.swapaxes(-1, -2), dy, out=dv)                      # (..., Tk, D)
     dP = dy @ np.ascontiguousarray(v.swapaxes(-1, -2))             # (..., Tq, Tk)
     # softmax backward, in place on dP: dS = P * (dP - sum(dP * P)),
     # where sum_j dP_ij P_ij = sum_j (dy_i . v_j) P_ij = dy_i . y_i
     dP -= (dy * y).sum(axis=-1, keepdims=True)                     # (..., Tq, Tk)
     dS = np.multiply(dP, P, out=dP)                                # (..., Tq, Tk)
-    dq = dS @ k                                                    # (..., Tq, D)
+    np.matmul(dS, k, out=dq)                                       # (..., Tq, D)
     dq *= scale
-    dk = dS.swapaxes(-1, -2) @ q                                   # (..., Tk, D)
+    np.matmul(dS.swapaxes(-1, -2), q, out=dk)                      # (..., Tk, D)
     dk *= scale
-    return dq, dk, dv
 
 
 class KVCache:
     """Keys and values of the positions decoded so far, for one attention layer.
 
-    k, v: (B, H, max_len, D) buffers filled from the left; ``length`` of them
-    are valid. Appending past ``max_len`` is an error: the model decides what
-    to do at its context limit.
+    kT: (B, H, D, max_len) and v: (B, H, max_len, D) buffers filled from the
+    left; ``length`` positions are valid. Keys are kept transposed, as the
+    scores q @ k^T use them, so each new token's attention reads them in
+    place instead of transposing the whole cache. Appending past ``max_len``
+    is an error: the model decides what to do at its context limit.
     """
 
     def __init__(self, B, H, max_len, D, dtype=np.float32):
-        self.k = np.zeros((B, H, max_len, D), dtype)
+        self.kT = np.zeros((B, H, D, max_len), dtype)
         self.v = np.zeros((B, H, max_len, D), dtype)
         self.length = 0
 
     def append(self, k, v):
         """k, v: (B, H, T, D) -> all valid keys and values (B, H, length, D)."""
         T = k.shape[2]
-        if self.length + T > self.k.shape[2]:
-            raise ValueError(f"KV cache holds {self.k.shape[2]} positions; "
+        if self.length + T > self.v.shape[2]:
+            raise ValueError(f"KV cache holds {self.v.shape[2]} positions; "
                              f"cannot append {T} to {self.length}")
-        self.k[:, :, self.length:self.length + T] = k
+        self.kT[..., self.length:self.length + T] = k.swapaxes(-1, -2)
         self.v[:, :, self.length:self.length + T] = v
         self.length += T
-        return self.k[:, :, :self.length], self.v[:, :, :self.length]
+        return self.kT[..., :self.length].swapaxes(-1, -2), self.v[:, :, :self.length]
 
 
 class MultiHeadAttention(Module):
@@ -198,7 +274,7 @@ class MultiHeadAttention(Module):
         W_qkv = self.W_qkv.data
         if context is None:
             qkv, lin_cache = linear_forward(x, W_qkv, b_qkv)                 # (B, T, 3C)
-            q, k, v = np.split(qkv, 3, axis=-1)                            # 3 x (B, T, C)
+            q, k, v = qkv[..., :C], qkv[..., C:2 * C], qkv[..., 2 * C:]    # 3 x (B, T, C)
             kv_lin_cache = None
         else:
             context = check_array(context, "context", min_ndim=3, last_dim=self.dim,
@@ -208,7 +284,7 @@ class MultiHeadAttention(Module):
             q, lin_cache = linear_forward(x, W_qkv[:, :C], None if b_qkv is None else b_qkv[:C])
             kv, kv_lin_cache = linear_forward(context, W_qkv[:, C:],
                                               None if b_qkv is None else b_qkv[C:])  # (B, Tk, 2C)
-            k, v = np.split(kv, 2, axis=-1)
+            k, v = kv[..., :C], kv[..., C:]                                # 2 x (B, Tk, C)
         q, k, v = self._heads(q), self._heads(k), self._heads(v)           # (B, H, T*, D)
         if kv_cache is not None:
             k, v = kv_cache.append(k, v)                                   # (B, H, Tk, D)

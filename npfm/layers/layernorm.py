@@ -13,51 +13,88 @@ through mean and rstd gives
 
     dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
 
-where the means are over the C channels of the row. Both means are matrix
-products with gamma: mean(g) = (dy @ gamma) / C and
-mean(g * xhat) = ((dy * xhat) @ gamma) / C, and dy * xhat is the array that
-gives dgamma, so the backward makes only two (..., C) arrays.
+where the means are over the C channels of the row. The array dy * xhat
+gives dgamma and, scaled by gamma, g * xhat, so the backward makes only two
+(..., C) arrays.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from ..core import Module, Parameter, check_array
+from ..parallel import map_rows
+
+
+def _row_sums(a):
+    """(n, C) -> (n, 1) sums over each row, as a.sum(-1, keepdims=True). Over
+    many short rows einsum's loop is twice as fast; for a few rows (one new
+    token while sampling) the plain reduction has less overhead."""
+    if len(a) < 16:
+        return np.add.reduce(a, axis=-1, keepdims=True)
+    return np.einsum("nc->n", a)[:, None]
+
+
+def _layernorm_rows(x, y, xhat, rstd, *, gamma, beta, eps):
+    """Fills y, xhat (n, C) and rstd (n, 1) for a block of rows x (n, C)."""
+    C = x.shape[-1]
+    mean = _row_sums(x) / C                                        # (n, 1)
+    np.subtract(x, mean, out=xhat)                                 # centred; scaled below
+    np.multiply(xhat, xhat, out=y)                                 # squares; y is scratch here
+    var = _row_sums(y) / C                                         # (n, 1)
+    np.divide(1.0, np.sqrt(var + eps), out=rstd)                   # 1 / sqrt(var + eps)
+    xhat *= rstd
+    np.multiply(xhat, gamma, out=y)
+    y += beta
 
 
 def layernorm_forward(x, gamma, beta, eps=1e-5):
     """y = gamma * (x - mean) / sqrt(var + eps) + beta, over the last axis.
 
     x: (..., C)   gamma, beta: (C,)   ->   y: (..., C), cache
+
+    Rows are independent, so ``map_rows`` runs blocks of them on every core.
     """
     x = check_array(x, "x", last_dim=gamma.shape[-1], who="layernorm")
-    mean = x.mean(axis=-1, keepdims=True)                          # (..., 1)
-    xhat = x - mean                                                # (..., C) centred; scaled below
-    y = np.multiply(xhat, xhat)                                    # (..., C) squares; becomes y
-    rstd = 1.0 / np.sqrt(y.mean(axis=-1, keepdims=True) + float(eps))  # (..., 1)
-    xhat *= rstd
-    np.multiply(xhat, gamma, out=y)
-    y += beta
+    C = gamma.shape[-1]
+    y = np.empty(x.shape, x.dtype)                                 # (..., C)
+    xhat = np.empty(x.shape, x.dtype)                              # (..., C)
+    rstd = np.empty(x.shape[:-1] + (1,), x.dtype)                  # (..., 1)
+    map_rows(partial(_layernorm_rows, gamma=gamma, beta=beta, eps=float(eps)),
+             x.reshape(-1, C), y.reshape(-1, C), xhat.reshape(-1, C), rstd.reshape(-1, 1))
     return y, (xhat, gamma, rstd)
+
+
+def _layernorm_backward_rows(dy, xhat, rstd, dx, *, gamma):
+    """Fills dx (n, C) for a block of rows; returns the block's shares of dgamma, dbeta (C,)."""
+    C = gamma.shape[-1]
+    dy_xhat = dy * xhat                                            # (n, C)
+    dgamma = dy_xhat.sum(axis=0)                                   # (C,)
+    dbeta = dy.sum(axis=0)                                         # (C,)
+    np.multiply(dy, gamma, out=dx)                                 # g = gamma * dy
+    mean_g = _row_sums(dx) / C                                     # (n, 1)
+    dy_xhat *= gamma                                               # g * xhat
+    mean_g_xhat = _row_sums(dy_xhat) / C                           # (n, 1)
+    dx -= mean_g
+    dx -= np.multiply(xhat, mean_g_xhat, out=dy_xhat)              # reuse the buffer
+    dx *= rstd
+    return dgamma, dbeta
 
 
 def layernorm_backward(dy, cache):
     """dy: (..., C) -> dx (..., C), dgamma (C,), dbeta (C,).
 
-    dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = gamma * dy.
+    dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = gamma * dy;
+    dgamma and dbeta are sums over rows, added up block by block.
     """
     xhat, gamma, rstd = cache
     C = gamma.shape[-1]
-    dy_xhat = dy * xhat                                            # (..., C)
-    dgamma = dy_xhat.reshape(-1, C).sum(axis=0)                    # (C,)
-    dbeta = dy.reshape(-1, C).sum(axis=0)                          # (C,)
-    mean_g = (dy @ gamma)[..., None] / C                           # (..., 1)
-    mean_g_xhat = (dy_xhat @ gamma)[..., None] / C                 # (..., 1)
-    dx = dy * gamma                                                # (..., C) g
-    dx -= mean_g
-    dx -= np.multiply(xhat, mean_g_xhat, out=dy_xhat)              # reuse the buffer
-    dx *= rstd
+    dx = np.empty(xhat.shape, xhat.dtype)                          # (..., C)
+    dgamma, dbeta = map_rows(partial(_layernorm_backward_rows, gamma=gamma),
+                             dy.reshape(-1, C), xhat.reshape(-1, C), rstd.reshape(-1, 1),
+                             dx.reshape(-1, C))
     return dx, dgamma, dbeta
 
 

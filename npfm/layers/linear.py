@@ -43,7 +43,7 @@ def linear_backward(dy, cache):
     dy2d = dy.reshape(-1, W.shape[1])                      # (N, out)
     dx = (dy2d @ W.T).reshape(x.shape)                     # (..., in)
     dW = x.reshape(-1, W.shape[0]).T @ dy2d                # (in, out)
-    db = dy2d.sum(axis=0) if has_bias else None            # (out,)
+    db = np.ones(len(dy2d), dy2d.dtype) @ dy2d if has_bias else None  # (out,) sum over rows
     return dx, dW, db
 
 

@@ -132,7 +132,7 @@ class GPT(Module):
 
     def new_kv_caches(self, batch_size=1):
         c = self.config
-        return [KVCache(batch_size, c.n_heads, c.context, c.dim // c.n_heads, self.param_dtype)
+        return [KVCache(batch_size, c.n_heads, c.context, c.dim // c.n_heads, self.tok_emb.W.dtype)
                 for _ in self.blocks]
 
 
@@ -198,15 +198,13 @@ def generate(model: GPT, prompt_ids, max_new_tokens, temperature=1.0, top_k=None
         if len(tokens) - start > context:                               # the window is full
             start = len(tokens) - context // 2
             caches = None                                               # positions moved: rebuild
-        window = np.asarray(tokens[start:])[None, :]                  # (1, Tw)
-        if use_cache:
-            if caches is None:
-                caches = model.new_kv_caches(1)
-                logits = model.forward(window, kv_caches=caches)[0, -1]
-            else:
-                logits = model.forward(window[:, -1:], kv_caches=caches)[0, -1]
+        if use_cache and caches is not None:                            # one new position
+            logits = model.forward(np.array([tokens[-1:]]), kv_caches=caches)[0, -1]
         else:
-            logits = model.forward(window)[0, -1]
+            window = np.array([tokens[start:]])                         # (1, Tw)
+            if use_cache:
+                caches = model.new_kv_caches(1)
+            logits = model.forward(window, kv_caches=caches)[0, -1]
         if return_logits:
             all_logits.append(logits.copy())
         token = sample_next(logits, rng, temperature, top_k, top_p)
