@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .core import Module, check_array
+from .parallel import map_rows
 
 
 def cross_entropy_forward(logits, targets, ignore_index=-100):
@@ -46,14 +47,22 @@ def cross_entropy_forward(logits, targets, ignore_index=-100):
                          f"and is not ignore_index ({ignore_index})")
     n = int(counted.sum())
     rows = np.flatnonzero(counted)                                     # (n,)
-    probs = z - z.max(axis=-1, keepdims=True)                          # (N, V) shifted logits
-    target_logit = probs[rows, t[rows]]                                # (n,)
-    np.exp(probs, out=probs)
-    row_sum = probs.sum(axis=-1, keepdims=True)                        # (N, 1)
-    log_p = target_logit - np.log(row_sum[rows, 0])                    # (n,) log p_target
-    probs /= row_sum                                                   # (N, V) softmax
-    loss = -log_p.sum() / n if n else 0.0
+    probs = np.empty(z.shape, z.dtype)                                 # (N, V) softmax
+    log_p = np.empty(len(z), z.dtype)                                  # (N,) log p_target
+    # rows are independent: blocks of them on every core
+    map_rows(_softmax_log_p_rows, z, np.where(counted, t, 0), probs, log_p)
+    loss = -log_p[rows].sum() / n if n else 0.0
     return logits.dtype.type(loss), (probs, t, counted, rows, n, logits.shape)
+
+
+def _softmax_log_p_rows(z, t, probs, log_p):
+    """Fills probs = softmax(z) and log_p = log probs[t] for a block of rows z (n, V)."""
+    np.subtract(z, z.max(axis=-1, keepdims=True), out=probs)           # (n, V) shifted logits
+    target_logit = probs[np.arange(len(z)), t]                         # (n,)
+    np.exp(probs, out=probs)
+    row_sum = np.einsum("nv->n", probs)                                # (n,)
+    np.subtract(target_logit, np.log(row_sum), out=log_p)              # z_t - m - log sum exp
+    probs /= row_sum[:, None]
 
 
 def cross_entropy_backward(dloss, cache):

@@ -13,8 +13,8 @@ eight passes of a GELU streams 8 MB in and out. Two facts help:
   matrix products, so blocks handed to Python threads run truly in parallel.
 
 ``map_rows(fn, *arrays)`` does both. It cuts axis 0 of every array into the
-same blocks of rows and calls ``fn`` once per block, with one contiguous run
-of blocks per thread. ``fn`` writes its results into blocks of arrays it was
+same blocks of rows and calls ``fn`` once per block; each thread takes the
+next block left until none is (a thread that starts late does fewer). ``fn`` writes its results into blocks of arrays it was
 given (output arrays are passed like inputs); whatever it returns is taken
 to be sums over the block's rows (a bias gradient), and ``map_rows`` returns
 their totals, added in block order. The blocks depend only on the shapes,
@@ -43,6 +43,7 @@ are the same, only the speed differs.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import threading
@@ -166,8 +167,13 @@ def map_rows(fn, *arrays, block_elements=None):
     Returns the totals of those sums (None if fn returns None).
     """
     block = block_elements or BLOCK_ELEMENTS
-    if max(a.size for a in arrays) <= block or getattr(_state, "inside", False):
-        return fn(*arrays)                                 # one block, or inside a block already
+    for a in arrays:
+        if a.size > block:
+            break
+    else:
+        return fn(*arrays)                                 # every array fits in one block
+    if getattr(_state, "inside", False):
+        return fn(*arrays)                                 # inside a block already
     n = len(arrays[0])
     widest = max(math.prod(a.shape[1:]) for a in arrays)   # elements per row
     if any(len(a) != n for a in arrays):
@@ -177,26 +183,25 @@ def map_rows(fn, *arrays, block_elements=None):
     starts = range(0, n, rows)
     sums = [None] * len(starts)
 
-    def run_lane(block_ids):
+    next_block = itertools.count()         # shared: each thread takes the next block left
+
+    def run_blocks():
         _state.inside = True                               # nested map_rows runs serially
         try:
-            for i in block_ids:
+            while (i := next(next_block)) < len(starts):
                 lo = starts[i]
                 sums[i] = _as_tuple(fn(*(a[lo:lo + rows] for a in arrays)))
         finally:
             _state.inside = False
 
-    blocks = list(range(len(starts)))
-    threads = min(_num_threads, len(blocks))
-    size = -(-len(blocks) // threads)                      # one contiguous run per thread
-    lanes = [blocks[t * size:(t + 1) * size] for t in range(threads)]
+    threads = min(_num_threads, len(starts))
     blas_threads = _openblas_threads[0]() if _openblas_threads and threads > 1 else None
     if blas_threads:
         _openblas_threads[1](1)                            # our threads, one BLAS thread each
     try:
-        futures = [_get_pool().submit(run_lane, lane) for lane in lanes[1:]]
+        futures = [_get_pool().submit(run_blocks) for _ in range(threads - 1)]
         try:
-            run_lane(lanes[0])
+            run_blocks()
         finally:
             for f in futures:                              # every block done (or failed)
                 f.exception()

@@ -172,11 +172,20 @@ def attention_backward(dy, cache):
 def _attention_backward_rows(dy, q, k, v, P, y, dq, dk, dv, *, scale):
     """Fills dq, dk, dv for a block of sequences."""
     np.matmul(P.swapaxes(-1, -2), dy, out=dv)                      # (..., Tk, D)
-    dP = dy @ np.ascontiguousarray(v.swapaxes(-1, -2))             # (..., Tq, Tk)
-    # softmax backward, in place on dP: dS = P * (dP - sum(dP * P)),
-    # where sum_j dP_ij P_ij = sum_j (dy_i . v_j) P_ij = dy_i . y_i
-    dP -= (dy * y).sum(axis=-1, keepdims=True)                     # (..., Tq, Tk)
-    dS = np.multiply(dP, P, out=dP)                                # (..., Tq, Tk)
+    # softmax backward: dS = P * (dP - r) with dP = dy @ v^T and
+    # r_i = sum_j dP_ij P_ij = sum_j (dy_i . v_j) P_ij = dy_i . y_i.
+    # dP - r comes out of one matrix product with one more column:
+    # [dy, -r] @ [v, 1]^T = dy @ v^T - r 1^T  (no pass over (Tq, Tk) to subtract r)
+    D = dy.shape[-1]
+    dy_r = np.empty(dy.shape[:-1] + (D + 1,), dy.dtype)            # (..., Tq, D + 1)
+    dy_r[..., :D] = dy
+    np.einsum("...d,...d->...", dy, y, out=dy_r[..., D])           # r
+    np.negative(dy_r[..., D], out=dy_r[..., D])
+    vT_1 = np.empty(v.shape[:-2] + (D + 1, v.shape[-2]), v.dtype)  # (..., D + 1, Tk)
+    vT_1[..., :D, :] = v.swapaxes(-1, -2)
+    vT_1[..., D, :] = 1.0
+    dS = np.matmul(dy_r, vT_1)                                     # (..., Tq, Tk) dP - r
+    dS *= P
     np.matmul(dS, k, out=dq)                                       # (..., Tq, D)
     dq *= scale
     np.matmul(dS.swapaxes(-1, -2), q, out=dk)                      # (..., Tk, D)

@@ -22,11 +22,12 @@ import numpy as np
 
 from ..config import ConfigMixin
 from ..core import Module, check_ids
-from ..layers.attention import KVCache
+from ..layers.activations import gelu_forward
+from ..layers.attention import KVCache, attention_forward
 from ..layers.block import TransformerBlock
 from ..layers.dropout import Dropout
 from ..layers.embedding import Embedding
-from ..layers.layernorm import LayerNorm
+from ..layers.layernorm import LayerNorm, layernorm_forward
 from ..layers.linear import linear_backward, linear_forward
 from ..layers.positional import PositionalEmbedding, SinusoidalPositionalEncoding
 
@@ -130,6 +131,41 @@ class GPT(Module):
         self.tok_emb.backward(dx)                                   # the embedding's share
         return None
 
+    def decode(self, ids, kv_caches):
+        """ids: (B, 1), one new token per sequence -> logits (B, V) of the token after it.
+
+        The forward of a single new position, the work a KV cache leaves for
+        each sampled token: the earlier positions' keys and values come from
+        ``kv_caches`` (filled by ``forward(..., kv_caches)``), and the new
+        position's own are appended. The arithmetic is forward's, call for
+        call (the tests hold the two equal bit for bit); the Modules are
+        bypassed because a position is a few vector-matrix products per layer,
+        which their per-call bookkeeping (input checks, backward caches)
+        would otherwise outweigh. Inference only: no dropout, no backward.
+        """
+        ids = check_ids(ids, self.config.vocab_size, who="GPT.decode")
+        if ids.ndim != 2 or ids.shape[1] != 1 or len(kv_caches) != len(self.blocks):
+            raise ValueError(f"GPT.decode: expected ids (B, 1) and {len(self.blocks)} KV caches, "
+                             f"got ids of shape {ids.shape} and {len(kv_caches)} caches")
+        if kv_caches[0].length >= self.config.context:
+            raise ValueError(f"GPT.decode: the KV caches are full ({self.config.context} positions)")
+        B, C, H = ids.shape[0], self.config.dim, self.config.n_heads
+        x = self.pos(self.tok_emb.W.data[ids], offset=kv_caches[0].length)[:, 0]  # (B, C)
+        for block, cache in zip(self.blocks, kv_caches):
+            ln1, attn, ln2, ffn = block.ln1, block.attn, block.ln2, block.ffn
+            h = layernorm_forward(x, ln1.gamma.data, ln1.beta.data, ln1.eps)[0]    # (B, C)
+            qkv = h @ attn.W_qkv.data + attn.b_qkv.data                            # (B, 3C)
+            q, k, v = (qkv[:, i * C:(i + 1) * C].reshape(B, H, 1, C // H)
+                       for i in range(3))                                          # (B, H, 1, D)
+            k, v = cache.append(k, v)                                              # (B, H, Tk, D)
+            a = attention_forward(q, k, v)[0].reshape(B, C)                        # (B, C)
+            x = x + (a @ attn.W_out.data + attn.b_out.data)                        # residual
+            h = layernorm_forward(x, ln2.gamma.data, ln2.beta.data, ln2.eps)[0]
+            h = gelu_forward(h @ ffn.fc1.W.data + ffn.fc1.b.data)[0]               # (B, F)
+            x = x + (h @ ffn.fc2.W.data + ffn.fc2.b.data)                          # residual
+        h = layernorm_forward(x, self.ln_f.gamma.data, self.ln_f.beta.data, self.ln_f.eps)[0]
+        return h @ self.tok_emb.W.data.T                                           # (B, V)
+
     def new_kv_caches(self, batch_size=1):
         c = self.config
         return [KVCache(batch_size, c.n_heads, c.context, c.dim // c.n_heads, self.tok_emb.W.dtype)
@@ -199,7 +235,7 @@ def generate(model: GPT, prompt_ids, max_new_tokens, temperature=1.0, top_k=None
             start = len(tokens) - context // 2
             caches = None                                               # positions moved: rebuild
         if use_cache and caches is not None:                            # one new position
-            logits = model.forward(np.array([tokens[-1:]]), kv_caches=caches)[0, -1]
+            logits = model.decode(np.array([tokens[-1:]]), caches)[0]
         else:
             window = np.array([tokens[start:]])                         # (1, Tw)
             if use_cache:
