@@ -143,3 +143,19 @@ def test_bad_input_errors():
         attention_forward(q, np.zeros((2, 3, 5)), np.zeros((2, 3, 5)))
     with pytest.raises(ValueError, match="before forward"):
         MultiHeadAttention(8, 2).backward(np.zeros((1, 3, 8), np.float32))
+
+
+def test_backward_fills_given_arrays_and_checks_their_shapes():
+    rng = np.random.default_rng(7)
+    q, k, v = (rng.standard_normal((2, 3, 4, 5)) for _ in range(3))
+    y, cache = attention_forward(q, k, v, causal_mask(4))
+    dy = rng.standard_normal(y.shape)
+    expected = attention_backward(dy, cache)
+    buffer = np.zeros((2, 4, 3, 3, 5))                        # (B, T, [q k v], H, D)
+    out = [buffer[:, :, i].transpose(0, 2, 1, 3) for i in range(3)]   # strided (B, H, T, D) views
+    returned = attention_backward(dy, cache, out=out)
+    for a, b, o in zip(expected, returned, out):
+        np.testing.assert_array_equal(a, b)
+        assert b is o
+    with pytest.raises(ValueError, match="out has shapes"):
+        attention_backward(dy, cache, out=[np.zeros((2, 3, 4, 4))] * 3)

@@ -155,12 +155,20 @@ def _masked_softmax_inplace(scores):
     return scores
 
 
-def attention_backward(dy, cache):
-    """dy: (..., Tq, D) -> (dq, dk, dv) shaped like q, k, v."""
+def attention_backward(dy, cache, out=None):
+    """dy: (..., Tq, D) -> (dq, dk, dv) shaped like q, k, v.
+
+    out: optional arrays (dq, dk, dv) to fill, e.g. views into one buffer.
+    """
     q, k, v, P, y, scale = cache
-    # each gradient is laid out in memory like its input (MultiHeadAttention's
-    # heads are views of (B, T, C) arrays: merging the heads back is then free)
-    dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+    if out is None:
+        # each gradient is laid out in memory like its input (MultiHeadAttention's
+        # heads are views of (B, T, C) arrays: merging the heads back is then free)
+        out = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+    dq, dk, dv = out
+    if dq.shape != q.shape or dk.shape != k.shape or dv.shape != v.shape:
+        raise ValueError(f"attention_backward: out has shapes {[a.shape for a in out]}, "
+                         f"expected {[q.shape, k.shape, v.shape]}")
     rows = (dy, q, k, v, P, y, dq, dk, dv)
     if q.ndim == 2:
         _attention_backward_rows(*rows, scale=scale)
@@ -315,15 +323,18 @@ class MultiHeadAttention(Module):
         self.W_out.grad += dW_out
         if self.b_out is not None:
             self.b_out.grad += db_out
-        dq, dk, dv = attention_backward(self._heads(da), attn_cache)       # (B, H, T*, D)
-        dq, dk, dv = self._merge(dq), self._merge(dk), self._merge(dv)     # (B, T*, C)
         if kv_lin_cache is None:
-            dqkv = np.concatenate([dq, dk, dv], axis=-1)                   # (B, T, 3C)
+            # the gradients of q, k and v land straight in their columns of one buffer
+            dqkv = np.empty(da.shape[:2] + (3 * C,), da.dtype)             # (B, T, 3C)
+            attention_backward(self._heads(da), attn_cache,
+                               out=[self._heads(dqkv[..., i * C:(i + 1) * C]) for i in range(3)])
             dx, dW, db = linear_backward(dqkv, lin_cache)
             self.W_qkv.grad += dW
             if self.b_qkv is not None:
                 self.b_qkv.grad += db
             return dx
+        dq, dk, dv = attention_backward(self._heads(da), attn_cache)       # (B, H, T*, D)
+        dq, dk, dv = self._merge(dq), self._merge(dk), self._merge(dv)     # (B, T*, C)
         dx, dWq, dbq = linear_backward(dq, lin_cache)
         dcontext, dWkv, dbkv = linear_backward(np.concatenate([dk, dv], axis=-1), kv_lin_cache)
         self.W_qkv.grad[:, :C] += dWq
