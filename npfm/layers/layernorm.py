@@ -21,7 +21,7 @@ and dy * xhat also gives dgamma, so the backward makes only two (..., C) arrays.
 
 from __future__ import annotations
 
-from functools import partial
+from functools import lru_cache, partial
 
 import numpy as np
 
@@ -29,10 +29,17 @@ from ..core import Module, Parameter, check_array
 from ..parallel import map_rows
 
 
+@lru_cache(maxsize=None)
+def _averager(C, dtype):
+    """The (C,) vector of 1/C (read-only, made once per width and dtype)."""
+    avg = np.full(C, 1.0 / C, dtype)
+    avg.flags.writeable = False
+    return avg
+
+
 def _layernorm_rows(x, y, xhat, rstd, *, gamma, beta, eps):
     """Fills y, xhat (n, C) and rstd (n, 1) for a block of rows x (n, C)."""
-    C = x.shape[-1]
-    avg = np.full(C, 1.0 / C, x.dtype)                             # (C,) a row's mean is x @ avg
+    avg = _averager(x.shape[-1], x.dtype)                          # (C,) a row's mean is x @ avg
     mean = (x @ avg)[:, None]                                      # (n, 1)
     np.subtract(x, mean, out=xhat)                                 # centred; scaled below
     np.multiply(xhat, xhat, out=y)                                 # squares; y is scratch here
