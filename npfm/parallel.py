@@ -14,10 +14,11 @@ eight passes of a GELU streams 8 MB in and out. Two facts help:
 
 ``map_rows(fn, *arrays)`` does both. It cuts axis 0 of every array into the
 same blocks of rows and calls ``fn`` once per block; each thread takes the
-next block left until none is (a thread that starts late does fewer). ``fn`` writes its results into blocks of arrays it was
-given (output arrays are passed like inputs); whatever it returns is taken
-to be sums over the block's rows (a bias gradient), and ``map_rows`` returns
-their totals, added in block order. The blocks depend only on the shapes,
+next block left until none is (a thread that starts late does fewer).
+``fn`` writes its results into blocks of arrays it was given (output arrays
+are passed like inputs); whatever it returns is taken to be sums over the
+block's rows (a bias gradient), and ``map_rows`` returns their totals,
+added in block order. The blocks depend only on the shapes,
 never on the number of threads, so results are the same bit for bit with
 one thread or eight.
 

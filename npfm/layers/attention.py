@@ -15,8 +15,12 @@ Backward, reversing each line:
                                        sum_j dP_ij P_ij = dy_i . y_i (no (Tq, Tk) temporary)
     dq = dS @ k / sqrt(D)              dk = dS^T @ q / sqrt(D)
 
-Scaling the (T, D) operands instead of the (Tq, Tk) scores saves a pass over
-the largest array; the softmax runs in place for the same reason.
+How it is computed, fastest first, the math unchanged. Every pass over the
+(Tq, Tk) arrays costs most, so: q is scaled instead of the scores; the mask
+is added as 0 / -inf; the softmax runs in place and skips its usual
+max-subtraction when no score can overflow (``_softmax_unshifted_inplace``);
+the backward gets dP - r from one matrix product with an extra column; and
+blocks of sequences run on every core (``npfm.parallel.map_rows``).
 """
 
 from __future__ import annotations
