@@ -159,3 +159,23 @@ def test_backward_fills_given_arrays_and_checks_their_shapes():
         assert b is o
     with pytest.raises(ValueError, match="out has shapes"):
         attention_backward(dy, cache, out=[np.zeros((2, 3, 4, 4))] * 3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_is_right_where_skipping_the_max_shift_is_unsafe(dtype):
+    # scores far above 60 (exp would overflow float32) and a row whose scores
+    # are all far below zero (its exps underflow): both must take the shifted path
+    rng = np.random.default_rng(8)
+    q = rng.standard_normal((2, 4, 6))
+    k, v = rng.standard_normal((2, 5, 6)), rng.standard_normal((2, 5, 6))
+    q[0] *= 80.0                                              # huge scores, both signs
+    k[1] = np.abs(k[1])
+    q[1, 2] = -80.0 * np.abs(q[1, 2])                          # one row: every score << 0
+    y, cache = attention_forward(q.astype(dtype), k.astype(dtype), v.astype(dtype))
+    S = q @ k.swapaxes(-1, -2) / np.sqrt(6)                   # float64 reference
+    assert S.max() > 200 and S[1, 2].max() < -100
+    P_ref = np.exp(S - S.max(-1, keepdims=True))
+    P_ref /= P_ref.sum(-1, keepdims=True)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(cache[3], P_ref, atol=tol)
+    np.testing.assert_allclose(y, P_ref @ v, atol=10 * tol)

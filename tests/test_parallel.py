@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import npfm.parallel as parallel
-from npfm.functional import (attention_backward, attention_forward, causal_mask, gelu_backward,
+from npfm.functional import (attention_backward, attention_forward, causal_mask,
+                             cross_entropy_backward, cross_entropy_forward, gelu_backward,
                              gelu_forward, layernorm_backward, layernorm_forward)
 from npfm.gradcheck import check_pair
 from npfm.models.gpt import GPT, preset
@@ -139,6 +140,10 @@ def _layer_outputs():
     out["layernorm"] = (y, *layernorm_backward(dy, cache))
     y, cache = attention_forward(q, k, v, causal_mask(5))
     out["attention"] = (y, *attention_backward(q[..., ::-1, :], cache))
+    targets = rng.integers(0, 8, size=(3, 5))
+    targets[0, 1] = -100                                     # an ignored position
+    loss, cache = cross_entropy_forward(x, targets)
+    out["cross-entropy"] = (np.array(loss), cross_entropy_backward(1.0, cache))
     return out
 
 
