@@ -310,12 +310,14 @@ def train_command(args):
     batch_size = args.batch_size or defaults["batch_size"]
     lr = args.lr or defaults["lr"]
     eval_every = args.eval_every or min(defaults["eval_every"], steps)
-    data = make_data(args.data, seed=args.seed)
-    if args.resume:
+    ckpt = None
+    if args.resume:                      # a mismatch is named before any data is made
         ckpt = load_checkpoint(os.path.join(out, "checkpoint.npz"), kind="clip")
         if ckpt.extra["data"]["name"] != args.data:
             raise ValueError(f"--resume: the checkpoint in {out} was trained on "
                              f"{ckpt.extra['data']['name']}, not {args.data}")
+    data = make_data(args.data, seed=args.seed)
+    if ckpt is not None:
         tokenizer = WordTokenizer.from_dict(ckpt.extra["tokenizer"])
         config = CLIPConfig.from_dict(ckpt.config)
     else:
