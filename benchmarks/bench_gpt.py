@@ -23,7 +23,7 @@ from _timing import best_of_pair, row, torch_or_none  # noqa: E402
 from npfm.functional import cross_entropy_backward, cross_entropy_forward  # noqa: E402
 from npfm.models.gpt import GPT, generate, preset  # noqa: E402
 from npfm.optim import AdamW, param_groups  # noqa: E402
-from npfm.parallel import num_threads  # noqa: E402
+from npfm.fast.threads import num_threads  # noqa: E402
 
 BATCH = {"default": 32, "large": 16}
 

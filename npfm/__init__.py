@@ -1,32 +1,34 @@
 """npfm: transformer foundation models from scratch in NumPy.
 
-Every layer is a pure pair ``thing_forward(...) -> (y, cache)`` /
-``thing_backward(dy, cache) -> grads`` (collected in ``npfm.functional``) and a
-small Module over it (collected in ``npfm.nn``). Models are Modules whose
-backward is written out by hand in reverse order of their forward.
+Two floors, one contract. The textbook floor (``npfm.functional``) holds
+every concept as a pure pair, the math alone:
+
+    y, cache = thing_forward(x, *params, ...)
+    dx, *dparams = thing_backward(dy, cache)
+
+The fast floor (``npfm.fast``) holds kernels with the same names, signatures
+and results, only where a profile says they pay; each is tested against its
+textbook twin. The Modules (``npfm.nn``) check their inputs, own the
+Parameters and call the fast kernel if there is one, else the textbook pair;
+``npfm.use_reference()`` (or ``NPFM_REFERENCE=1``, or ``--reference`` on the
+commands) runs everything on the textbook floor. Models (``npfm.models``) are
+Modules whose backward is written out by hand in reverse order of forward.
 
 Shape letters used in every docstring and comment:
 
     B  batch                    T  sequence length (Tq queries, Tk keys)
-    C  channels (model width)   H  attention heads
+    C  channels (model width)   H  attention heads (H_kv key/value heads)
     D  head size (C // H)       V  vocabulary size
     F  feed-forward width       N  rows of a flattened batch (B * T)
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 import os as _os
 import sys as _sys
 
-if "numpy" not in _sys.modules:
-    # OpenBLAS's worker threads spin for about 2^28 cycles (0.1 s) after each
-    # matrix product before they sleep, holding the cores that npfm.parallel's
-    # threads need for the elementwise work between products (a GPT training
-    # step is 20% slower). 2^20 cycles (~0.4 ms) still keeps them awake between the
-    # back-to-back products of sampling.
-    # OpenBLAS reads this once, when NumPy loads it, so it only helps when npfm
-    # is imported first (the ``npfm`` command, the benchmarks); set it in the
-    # environment yourself otherwise. A value you set is kept.
+if "numpy" not in _sys.modules:   # before NumPy loads OpenBLAS: see npfm/fast/threads.py
     _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
 
 from .core import Module, Parameter  # noqa: E402,F401
+from .fast import reference, reference_enabled, use_reference  # noqa: E402,F401

@@ -23,3 +23,9 @@ class ConfigMixin:
         if unknown:
             raise ValueError(f"{cls.__name__}: unknown keys {sorted(unknown)}")
         return cls(**d)
+
+
+def default_hidden(config, factor=4):
+    """hidden = 0 in a config means the usual feed-forward width, factor * dim."""
+    if config.hidden == 0:
+        object.__setattr__(config, "hidden", factor * config.dim)

@@ -85,6 +85,17 @@ class Module:
                              "run forward first (backward needs its cache)")
         return cache
 
+    def _check_dy(self, dy, last_dim=None, shape=None):
+        """The upstream gradient as a float array of the output's shape, or a clear error."""
+        dy = check_array(dy, "dy", min_ndim=0, who=f"{type(self).__name__}.backward")
+        if shape is not None and dy.shape != tuple(shape):
+            raise ValueError(f"{type(self).__name__}.backward: dy has shape {dy.shape}, "
+                             f"the output of forward had shape {tuple(shape)}")
+        if last_dim is not None and (dy.ndim == 0 or dy.shape[-1] != last_dim):
+            raise ValueError(f"{type(self).__name__}.backward: dy has shape {dy.shape}, "
+                             f"expected a last dimension of {last_dim}")
+        return dy
+
     # ----- walking the tree ------------------------------------------------
     def named_children(self):
         """(name, Module) for each direct sub-Module, in attribute order."""

@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .layers.dropout import Dropout
+from .nn.dropout import Dropout
 from .optim import AdamW, clip_grad_norm, param_groups, warmup_cosine
 from .progress import Progress
 

@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from npfm.gradcheck import TOLERANCE, check_module, check_pair
-from npfm.layers.activations import (GELU, ReLU, erf, erfc, gelu_backward, gelu_forward,
-                                     relu_backward, relu_forward)
+from npfm.functional.activations import gelu_backward, gelu_forward, relu_backward, relu_forward
+from npfm.functional.erf import erf, erfc
+from npfm.nn.activations import GELU, ReLU
 
 shapes = st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple)
 
@@ -48,8 +49,6 @@ def test_erf_special_values_and_dtype():
     assert erf(x32).dtype == erfc(x32).dtype == np.float32
     ref = np.array([math.erf(v) for v in x32.astype(np.float64)])
     np.testing.assert_allclose(erf(x32), ref, atol=3e-7)
-    with pytest.raises(TypeError, match="erf: x must be a float array"):
-        erf(np.array([1, 2]))
 
 
 @settings(max_examples=25, deadline=None)
@@ -103,8 +102,8 @@ def test_gelu_bad_approximate():
     with pytest.raises(ValueError, match="approximate must be 'tanh' or 'none', got 'erf'"):
         GELU("erf")
     with pytest.raises(ValueError, match="approximate must be 'tanh' or 'none'"):
-        gelu_forward(np.zeros(2), approximate=None)
-    with pytest.raises(TypeError, match="gelu: x must be a float array"):
+        GELU(approximate=None)
+    with pytest.raises(TypeError, match="GELU: x must be a float array"):
         GELU()(np.arange(3))
 
 

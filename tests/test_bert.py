@@ -72,7 +72,7 @@ def test_classification_gradient_check_with_padding(head):
 
 def test_gradient_check_catches_a_broken_pooler(monkeypatch):
     """The whole-model check can fail: a wrong tanh derivative turns it red."""
-    import npfm.layers.activations as activations
+    import npfm.functional as activations
     monkeypatch.setattr(activations, "tanh_backward", lambda dy, y: dy * (1.0 - y))
     ids, segments, mask = padded_batch(2)
     report = check_module(BertForSequenceClassification(tiny(), 2, seed=3), ids,

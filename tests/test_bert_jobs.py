@@ -8,7 +8,7 @@ import pytest
 
 from npfm.checkpoint import load_checkpoint
 from npfm.cli import main
-from npfm.jobs import bert as job
+from npfm.tasks import bert as job
 from npfm.models.bert import BertConfig, BertForPreTraining, BertModel, preset
 from npfm.train import read_metrics
 

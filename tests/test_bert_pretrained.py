@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 import pytest
 
-from npfm.jobs.bert import minilm_dir, rank_by_similarity
+from npfm.tasks.bert import minilm_dir, rank_by_similarity
 from npfm.models.bert import (
     HF_NAMES, BertConfig, BertModel, encode_texts, from_pretrained, mean_pool,
     sentence_embeddings,

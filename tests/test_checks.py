@@ -1,6 +1,6 @@
 """`npfm gradcheck`: the table, exit 0, and exit 1 when a backward is broken."""
 
-import npfm.layers.layernorm as layernorm_module
+import npfm.functional as layernorm_module
 from npfm.cli import main
 
 

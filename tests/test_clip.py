@@ -79,7 +79,7 @@ def test_text_tower_gradient_check():
     ids[0, :2] = [5, 5]                                            # a repeated word accumulates
     report = check_module(model.text, ids, max_entries=10)
     assert report.passed, str(report)
-    assert {"tok_emb.W", "pos.W", "ln_final.gamma", "proj.W"} <= {r.name for r in report.rows}
+    assert {"tok_emb.W", "pos.W", "ln_f.gamma", "proj.W"} <= {r.name for r in report.rows}
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -9,7 +9,7 @@ import pytest
 
 from npfm.cli import main
 from npfm.data import shapes
-from npfm.jobs import clip as job
+from npfm.tasks import clip as job
 from npfm.png import read_png
 from npfm.train import read_metrics
 

@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from npfm.gradcheck import check_pair, numerical_gradient, rel_error
-from npfm.layers.clip_loss import (INIT_LOGIT_SCALE, MAX_LOGIT_SCALE, CLIPLoss, clip_loss_backward,
-                                   clip_loss_forward, l2_normalize_backward, l2_normalize_forward)
+from npfm.functional.clip_loss import clip_loss_backward, clip_loss_forward
+from npfm.functional.l2_normalize import l2_normalize_backward, l2_normalize_forward
+from npfm.nn.clip_loss import INIT_LOGIT_SCALE, MAX_LOGIT_SCALE, CLIPLoss, check_clip_inputs
 
 
 def reference_loss(x, y, logit_scale):
@@ -138,23 +139,23 @@ def test_bad_input():
     rng = np.random.default_rng(7)
     x = rng.standard_normal((3, 4))
     with pytest.raises(ValueError, match="at least two pairs"):
-        clip_loss_forward(x[:1], x[:1], 1.0)
+        check_clip_inputs(x[:1], x[:1], 1.0)
     with pytest.raises(ValueError, match="at least two pairs"):
-        clip_loss_forward(x[:0], x[:0], 1.0)
+        check_clip_inputs(x[:0], x[:0], 1.0)
     with pytest.raises(ValueError, match="same B and E"):
-        clip_loss_forward(x, x[:2], 1.0)
+        check_clip_inputs(x, x[:2], 1.0)
     with pytest.raises(ValueError, match="same B and E"):
-        clip_loss_forward(x, x[:, :3], 1.0)
+        check_clip_inputs(x, x[:, :3], 1.0)
     bad = x.copy()
     bad[1, 2] = np.nan
     with pytest.raises(ValueError, match="text_emb contains NaN"):
-        clip_loss_forward(x, bad, 1.0)
+        check_clip_inputs(x, bad, 1.0)
     with pytest.raises(ValueError, match="logit_scale contains NaN"):
-        clip_loss_forward(x, x, float("nan"))
+        check_clip_inputs(x, x, float("nan"))
     with pytest.raises(TypeError, match="one number"):
-        clip_loss_forward(x, x, np.ones(2))
+        check_clip_inputs(x, x, np.ones(2))
     with pytest.raises(TypeError, match="float array"):
-        clip_loss_forward(x.astype(int), x, 1.0)
+        check_clip_inputs(x.astype(int), x, 1.0)
 
 
 def test_agrees_with_torch_autograd():

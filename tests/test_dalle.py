@@ -10,10 +10,11 @@ from hypothesis import strategies as st
 
 from npfm.core import Module
 from npfm.gradcheck import check_module, check_pair
-from npfm.losses import cross_entropy_forward
+from npfm.functional.cross_entropy import cross_entropy_forward
+from npfm.models.sampling import sample_from_logits
 from npfm.models.dalle import (DALLE, DALLEConfig, IGNORE, TextImageLoss, check_codebook,
                                encode_captions, generate_codes, inputs_and_targets, logits_mask,
-                               make_stream, preset, sample_from_logits,
+                               make_stream, preset,
                                text_image_loss_backward, text_image_loss_forward,
                                text_image_positions_backward, text_image_positions_forward)
 from npfm.optim import AdamW

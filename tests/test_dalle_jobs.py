@@ -10,8 +10,8 @@ import pytest
 
 from npfm.cli import main
 from npfm.data import shapes
-from npfm.jobs.dalle import (DALLETask, Judge, ShapesImages, draw, ink_features, rms_distances,
-                             same_class_distances)
+from npfm.evaluation.dalle_judge import Judge, ink_features, rms_distances, same_class_distances
+from npfm.tasks.dalle import DALLETask, ShapesImages, draw
 from npfm.models.dalle import DALLE, preset
 from npfm.png import read_png
 from npfm.tokenizers.vq import VQTokenizer

@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from npfm.gradcheck import TOLERANCE, check_module, check_pair
-from npfm.layers.layernorm import LayerNorm, layernorm_backward, layernorm_forward
+from npfm.functional.layernorm import layernorm_backward, layernorm_forward
+from npfm.nn.layernorm import LayerNorm
 
 lead_shapes = st.lists(st.integers(1, 3), min_size=0, max_size=2).map(tuple)
 
@@ -74,7 +75,7 @@ def test_layernorm_used_twice_state_and_dtype():
 
 
 def test_layernorm_bad_input():
-    with pytest.raises(ValueError, match=r"layernorm: x has last dimension 3.*expected 4"):
+    with pytest.raises(ValueError, match=r"LayerNorm: x has last dimension 3.*expected 4"):
         LayerNorm(4)(np.zeros((2, 3), np.float32))
     with pytest.raises(TypeError, match="float array"):
         LayerNorm(4)(np.zeros((2, 4), np.int32))

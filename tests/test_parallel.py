@@ -1,4 +1,4 @@
-"""npfm.parallel: row blocks on threads give the same numbers as one call."""
+"""npfm.fast.threads: row blocks on threads give the same numbers as one call."""
 
 import multiprocessing
 import sys
@@ -6,13 +6,13 @@ import sys
 import numpy as np
 import pytest
 
-import npfm.parallel as parallel
+import npfm.fast.threads as parallel
 from npfm.functional import (attention_backward, attention_forward, causal_mask,
                              cross_entropy_backward, cross_entropy_forward, gelu_backward,
                              gelu_forward, layernorm_backward, layernorm_forward)
 from npfm.gradcheck import check_pair
 from npfm.models.gpt import GPT, preset
-from npfm.parallel import map_rows, set_num_threads
+from npfm.fast.threads import map_rows, set_num_threads
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from npfm.gradcheck import TOLERANCE, check_module, check_pair
-from npfm.layers.positional import (PositionalEmbedding, SinusoidalPositionalEncoding,
-                                    positional_embedding_backward, positional_embedding_forward,
-                                    sinusoidal_positions)
+from npfm.functional.positional import (positional_embedding_backward,
+                                        positional_embedding_forward, sinusoidal_positions)
+from npfm.nn.positional import PositionalEmbedding, SinusoidalPositionalEncoding
 
 
 @pytest.mark.parametrize("T, C", [(1, 1), (5, 4), (7, 5), (3, 9)])

@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from npfm.gradcheck import TOLERANCE, check_module, check_pair
-from npfm.layers.softmax import Softmax, softmax_backward, softmax_forward
+from npfm.functional.softmax import softmax_backward, softmax_forward
+from npfm.nn.softmax import Softmax
 
 shapes = st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple)
 
@@ -48,6 +49,6 @@ def test_softmax_float32_and_errors():
     y, cache = softmax_forward(x)
     assert y.dtype == softmax_backward(np.ones_like(y), cache).dtype == np.float32
     with pytest.raises(TypeError, match="softmax: x must be a float array"):
-        softmax_forward(np.arange(3))
+        Softmax()(np.arange(3))
     with pytest.raises(ValueError, match="softmax: x must have at least 1 dimensions"):
-        softmax_forward(np.array(1.0))
+        Softmax()(np.array(1.0))

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from npfm.layers.activations import gelu_backward, gelu_forward, relu_backward, relu_forward
-from npfm.layers.dropout import dropout_backward, dropout_forward
-from npfm.layers.embedding import embedding_backward, embedding_forward
-from npfm.layers.layernorm import layernorm_backward, layernorm_forward
-from npfm.layers.linear import linear_backward, linear_forward
-from npfm.layers.softmax import softmax_backward, softmax_forward
-from npfm.losses import cross_entropy_backward, cross_entropy_forward
+from npfm.functional.activations import gelu_backward, gelu_forward, relu_backward, relu_forward
+from npfm.functional.dropout import dropout_backward, dropout_forward
+from npfm.functional.embedding import embedding_backward, embedding_forward
+from npfm.functional.layernorm import layernorm_backward, layernorm_forward
+from npfm.functional.linear import linear_backward, linear_forward
+from npfm.functional.softmax import softmax_backward, softmax_forward
+from npfm.functional.cross_entropy import cross_entropy_backward, cross_entropy_forward
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from npfm.checkpoint import load_checkpoint
-from npfm.jobs.gpt import GPTTask
+from npfm.tasks.gpt import GPTTask
 from npfm.models.gpt import GPT, preset
 from npfm.tokenizers import ByteTokenizer
 from npfm.train import TrainConfig, read_metrics, train

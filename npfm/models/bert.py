@@ -41,15 +41,17 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..config import ConfigMixin
+from ..config import ConfigMixin, default_hidden
 from ..core import Module, Parameter, check_ids
-from ..layers.activations import GELU, Tanh
-from ..layers.block import TransformerBlock
-from ..layers.dropout import Dropout
-from ..layers.embedding import Embedding
-from ..layers.layernorm import LayerNorm
-from ..layers.linear import Linear, linear_backward, linear_forward
-from ..layers.positional import PositionalEmbedding
+from ..nn.activations import GELU, Tanh
+from ..nn.block import TransformerBlock
+from ..nn.dropout import Dropout
+from ..nn.embedding import Embedding
+from ..nn.layernorm import LayerNorm
+from ..fast import pair
+from ..functional.l2_normalize import l2_normalize_forward
+from ..nn.linear import Linear
+from ..nn.positional import PositionalEmbedding
 
 IGNORE_INDEX = -100
 
@@ -71,8 +73,7 @@ class BertConfig(ConfigMixin):
     init_std: float = 0.02          # std of the initial weights (HF: initializer_range)
 
     def __post_init__(self):
-        if self.hidden == 0:
-            object.__setattr__(self, "hidden", 4 * self.dim)
+        default_hidden(self)
         for name in ("vocab_size", "max_len", "type_vocab_size", "dim", "n_layers", "n_heads",
                      "hidden"):
             value = getattr(self, name)
@@ -153,7 +154,8 @@ class Pooler(Module):
         return self.act(self.dense(h[:, 0]))                         # (B, C)
 
     def backward(self, dpooled):
-        dh = np.zeros(self._saved(), dtype=dpooled.dtype)           # (B, T, C)
+        shape = self._saved()
+        dh = np.zeros(shape, dtype=dpooled.dtype)                    # (B, T, C)
         dh[:, 0] = self.dense.backward(self.act.backward(dpooled))
         return dh
 
@@ -271,13 +273,14 @@ class MLMHead(Module):
                 raise ValueError(f"MLMHead: select has shape {select.shape}, expected {shape[:-1]}")
             h = h[select]                                            # (N, C)
         t = self.ln(self.act(self.dense(h)))                         # (N, C)
-        logits, lin_cache = linear_forward(t, self.W_emb.data.T, self.b_vocab.data)  # (N, V)
+        decoder, self._decoder_backward = pair("linear")
+        logits, lin_cache = decoder(t, self.W_emb.data.T, self.b_vocab.data)  # (N, V)
         self._cache = (lin_cache, select, shape)
         return logits
 
     def backward(self, dlogits):
         lin_cache, select, shape = self._saved()
-        dt, dWT, db = linear_backward(dlogits, lin_cache)            # (N, C), (C, V), (V,)
+        dt, dWT, db = self._decoder_backward(dlogits, lin_cache)     # (N, C), (C, V), (V,)
         self.W_emb.grad += dWT.T                                     # the decoder's share of E
         self.b_vocab.grad += db
         dh = self.dense.backward(self.act.backward(self.ln.backward(dt)))  # (N, C)
@@ -401,11 +404,6 @@ def mean_pool(h, attention_mask):
     return (h * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)     # (B, C)
 
 
-def l2_normalize(x, eps=1e-12):
-    """x / max(||x||, eps) along the last axis."""
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), eps)
-
-
 def encode_texts(tokenizer, texts, max_len, who="encode_texts"):
     """(ids, segments, attention_mask) (B, T) for single texts, padded to the longest.
 
@@ -451,7 +449,7 @@ def sentence_embeddings(model: BertModel, tokenizer, sentences, max_len=None, ba
         ids, segments, mask = encode_texts(tokenizer, sentences[start:start + batch_size], limit,
                                            who="sentence_embeddings")
         h = model.forward(ids, segments, mask)                       # (B, T, C)
-        out.append(l2_normalize(mean_pool(h, mask)))                 # (B, C)
+        out.append(l2_normalize_forward(mean_pool(h, mask))[0])      # (B, C) unit rows
     model.train(was_training)
     return np.concatenate(out)                                       # (N, C)
 

@@ -17,7 +17,7 @@ Text tower, a causal transformer over caption ids (B, T) that end in [EOT]:
 
     x = E[ids] + P[:T]                                                                  (B, T, C)
     x = block_l(x)   for l = 1..L       pre-LN, causal                                  (B, T, C)
-    text_emb = ln_final(x[b, eot_b]) @ W_proj   the [EOT] position's output              (B, E)
+    text_emb = ln_f(x)[b, eot_b] @ W_proj   the [EOT] position's output              (B, E)
 
 Because the mask is causal, the [EOT] position sees the caption and nothing
 after it: padding after [EOT] changes nothing and needs no padding mask.
@@ -40,15 +40,16 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..config import ConfigMixin
+from ..config import ConfigMixin, default_hidden
 from ..core import Module, Parameter, check_array, check_ids
-from ..layers.block import TransformerBlock
-from ..layers.clip_loss import (INIT_LOGIT_SCALE, MAX_LOGIT_SCALE, clip_loss_backward,
-                                clip_loss_forward)
-from ..layers.embedding import Embedding
-from ..layers.layernorm import LayerNorm
-from ..layers.linear import Linear
-from ..layers.positional import PositionalEmbedding
+from ..fast import pair
+from ..functional.l2_normalize import l2_normalize_forward
+from ..nn.clip_loss import INIT_LOGIT_SCALE, MAX_LOGIT_SCALE, check_clip_inputs
+from ..nn.embedding import Embedding
+from ..nn.layernorm import LayerNorm
+from ..nn.linear import Linear
+from ..nn.positional import PositionalEmbedding
+from .decoder import DecoderStack, make_blocks
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,7 @@ class CLIPConfig(ConfigMixin):
     embed_dim: int = 64
 
     def __post_init__(self):
-        if self.hidden == 0:
-            object.__setattr__(self, "hidden", 4 * self.dim)
+        default_hidden(self)
         if self.dim % self.n_heads:
             raise ValueError(f"CLIPConfig: dim {self.dim} is not divisible by n_heads {self.n_heads}")
         if self.patch < 1 or self.image_size % self.patch:
@@ -130,18 +130,6 @@ def patchify_backward(dpatches, cache):
     return dx.transpose(0, 1, 3, 2, 4, 5).reshape(B, Sh, Sw, ch)   # (B, S_h, S_w, ch)
 
 
-def _blocks(c, n_layers, causal, rng, dtype):
-    blocks = [TransformerBlock(c.dim, c.n_heads, c.hidden, causal=causal, norm_first=True,
-                               activation="gelu", std=0.02, rng=rng, dtype=dtype)
-              for _ in range(n_layers)]
-    # as GPT-2: the projections writing into the residual stream start smaller
-    residual_std = 0.02 / math.sqrt(2 * max(n_layers, 1))
-    for block in blocks:
-        for W in (block.attn.W_out, block.ffn.fc2.W):
-            W.data = (rng.standard_normal(W.shape) * residual_std).astype(dtype)
-    return blocks
-
-
 def check_images(images, config, who="CLIP"):
     """Images as a float array (B, S, S, ch) matching the config, finite, B >= 1."""
     c = config
@@ -186,7 +174,7 @@ class ImageEncoder(Module):
         self.cls = Parameter((rng.standard_normal(c.dim) * 0.02).astype(dtype), decay=False)
         self.pos = PositionalEmbedding(c.n_patches + 1, c.dim, std=0.01, rng=rng, dtype=dtype)
         self.ln_pre = LayerNorm(c.dim, dtype=dtype)
-        self.blocks = _blocks(c, c.image_layers, False, rng, dtype)
+        self.blocks = make_blocks(c.dim, c.image_layers, c.n_heads, c.hidden, False, rng, dtype)
         self.ln_post = LayerNorm(c.dim, dtype=dtype)
         self.proj = Linear(c.dim, c.embed_dim, bias=False, std=c.dim ** -0.5, rng=rng, dtype=dtype)
 
@@ -220,37 +208,35 @@ class ImageEncoder(Module):
         return patchify_backward(dpatches, patch_cache)
 
 
-class TextEncoder(Module):
-    """Causal transformer: caption ids (B, T) -> text embeddings (B, E), not normalised."""
+class TextEncoder(DecoderStack):
+    """Causal transformer: caption ids (B, T) -> text embeddings (B, E), not normalised.
+
+    The decoder stack's output at each caption's [EOT] token, projected.
+    """
 
     def __init__(self, config: CLIPConfig, rng=None, dtype=np.float32):
         rng = np.random.default_rng(0) if rng is None else rng
         c = self.config = config
         self.tok_emb = Embedding(c.vocab_size, c.dim, std=0.02, rng=rng, dtype=dtype)
         self.pos = PositionalEmbedding(c.context, c.dim, std=0.01, rng=rng, dtype=dtype)
-        self.blocks = _blocks(c, c.text_layers, True, rng, dtype)
-        self.ln_final = LayerNorm(c.dim, dtype=dtype)
+        self.build_stack(c.dim, c.text_layers, c.n_heads, c.hidden, c.context, rng, dtype)
         self.proj = Linear(c.dim, c.embed_dim, bias=False, std=c.dim ** -0.5, rng=rng, dtype=dtype)
 
     def forward(self, ids):
         ids, eot = check_captions(ids, self.config, who="TextEncoder")      # (B, T), (B,)
         x = self.tok_emb(ids)                                               # (B, T, C)
         x = self.pos(x)
-        for block in self.blocks:
-            x = block(x)                                                    # (B, T, C)
+        h = self.forward_stack(x)                                           # (B, T, C)
         rows = np.arange(ids.shape[0])
-        h = self.ln_final(x[rows, eot])                                     # (B, C)
-        self._cache = (rows, eot, x.shape)
-        return self.proj(h)                                                 # (B, E)
+        self._cache = (rows, eot, h.shape)
+        return self.proj(h[rows, eot])                                      # (B, E) at [EOT]
 
     def backward(self, dy):
         """dy: (B, E). Fills the grads; ids have no gradient (returns None)."""
-        rows, eot, x_shape = self._saved()
-        dh = self.proj.backward(dy)                                         # (B, C)
-        dx = np.zeros(x_shape, dtype=dh.dtype)                              # (B, T, C)
-        dx[rows, eot] = self.ln_final.backward(dh)                          # only the [EOT] token
-        for block in reversed(self.blocks):
-            dx = block.backward(dx)
+        rows, eot, h_shape = self._saved()
+        dh = np.zeros(h_shape, dtype=dy.dtype)                              # (B, T, C)
+        dh[rows, eot] = self.proj.backward(dy)                              # only the [EOT] token
+        dx = self.backward_stack(dh)
         dx = self.pos.backward(dx)
         self.tok_emb.backward(dx)
         return None
@@ -282,14 +268,29 @@ class CLIP(Module):
                              "the batch must hold matching pairs")
         image_emb = self.image(images)                                      # (B, E)
         text_emb = self.text(ids)                                           # (B, E)
-        loss, self._cache = clip_loss_forward(image_emb, text_emb, self.logit_scale.data)
+        check_clip_inputs(image_emb, text_emb, self.logit_scale.data, who="CLIP")
+        loss_forward, self._loss_backward = pair("clip_loss")
+        loss, self._cache = loss_forward(image_emb, text_emb, self.logit_scale.data)
         return loss
 
     def backward(self, dloss=1.0):
-        dimage_emb, dtext_emb, dscale = clip_loss_backward(dloss, self._saved())
+        cache = self._saved()
+        dimage_emb, dtext_emb, dscale = self._loss_backward(dloss, cache)
         self.logit_scale.grad += dscale
         self.text.backward(dtext_emb)
         return self.image.backward(dimage_emb), None
+
+    LEGACY_KEYS = {"text.ln_final.": "text.ln_f."}     # checkpoints of npfm 0.1
+
+    def load_state_dict(self, state, strict=True):
+        """As Module's, reading the names of npfm 0.1's checkpoints too."""
+        renamed = {}
+        for key, value in state.items():
+            for old, new in self.LEGACY_KEYS.items():
+                if key.startswith(old):
+                    key = new + key[len(old):]
+            renamed[key] = value
+        return super().load_state_dict(renamed, strict)
 
     def clamp_logit_scale(self):
         """logit_scale = min(logit_scale, ln 100), in place (after each optimizer step)."""
@@ -303,18 +304,13 @@ class CLIP(Module):
         """(N, S, S, ch) -> unit-length image embeddings (N, E), in batches."""
         images = check_images(images, self.config, who="CLIP.encode_images")
         out = [self.image(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
-        return _unit(np.concatenate(out))
+        return l2_normalize_forward(np.concatenate(out))[0]
 
     def encode_texts(self, ids, batch_size=256):
         """(N, T) caption ids -> unit-length text embeddings (N, E), in batches."""
         ids, _ = check_captions(ids, self.config, who="CLIP.encode_texts")
         out = [self.text(ids[i:i + batch_size]) for i in range(0, len(ids), batch_size)]
-        return _unit(np.concatenate(out))
-
-
-def _unit(x):
-    """Rows scaled to length 1 (a zero row stays zero)."""
-    return x / np.maximum(np.sqrt((x * x).sum(axis=-1, keepdims=True)), 1e-12)
+        return l2_normalize_forward(np.concatenate(out))[0]
 
 
 # ----- using a trained CLIP -------------------------------------------------------------
@@ -336,7 +332,7 @@ def zero_shot_classifier(model: CLIP, tokenizer, class_prompts):
     owner = np.repeat(np.arange(len(counts)), counts)                             # class of each prompt
     W = np.zeros((len(counts), emb.shape[1]), emb.dtype)                          # (K, E)
     np.add.at(W, owner, emb)
-    return _unit(W)
+    return l2_normalize_forward(W)[0]
 
 
 def zero_shot_accuracy(model: CLIP, classifier, images, labels):

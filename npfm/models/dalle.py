@@ -52,20 +52,18 @@ temperature) over the codes only (optionally the top k of them).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..config import ConfigMixin
+from ..config import ConfigMixin, default_hidden
 from ..core import Module, Parameter, check_ids
-from ..layers.attention import KVCache
-from ..layers.block import TransformerBlock
-from ..layers.dropout import Dropout
-from ..layers.embedding import Embedding
-from ..layers.layernorm import LayerNorm
-from ..layers.linear import linear_backward, linear_forward
-from ..losses import cross_entropy_backward, cross_entropy_forward
+from ..fast import pair
+from ..nn.cross_entropy import check_targets
+from ..nn.dropout import Dropout
+from ..nn.embedding import Embedding
+from .decoder import DecoderStack
+from .sampling import check_sampling, sample_from_logits
 
 IGNORE = -100                 # a target the loss does not count (cross_entropy's ignore_index)
 
@@ -94,8 +92,7 @@ class DALLEConfig(ConfigMixin):
     text_weight: float = 1 / 8
 
     def __post_init__(self):
-        if self.hidden == 0:
-            object.__setattr__(self, "hidden", 4 * self.dim)
+        default_hidden(self)
         if self.dim % self.n_heads:
             raise ValueError(f"DALLEConfig: dim {self.dim} is not divisible by n_heads {self.n_heads}")
         if self.patch < 1 or self.image_size % self.patch:
@@ -249,18 +246,27 @@ def text_image_loss_forward(logits, targets, n_text, text_weight=1 / 8):
     each *part* matters, whatever the number of tokens in it.
     """
     w = float(text_weight)
-    text_loss, text_cache = cross_entropy_forward(logits[:, :n_text], targets[:, :n_text], IGNORE)
-    image_loss, image_cache = cross_entropy_forward(logits[:, n_text:], targets[:, n_text:], IGNORE)
+    ce_forward, ce_backward = pair("cross_entropy")
+    for part in (slice(None, n_text), slice(n_text, None)):
+        check_targets(logits[:, part], targets[:, part], IGNORE, who="text_image_loss")
+    text_loss, text_cache = ce_forward(logits[:, :n_text], targets[:, :n_text], IGNORE)
+    image_loss, image_cache = ce_forward(logits[:, n_text:], targets[:, n_text:], IGNORE)
     loss = w * text_loss + (1.0 - w) * image_loss
-    return loss, (text_cache, image_cache, w, text_loss, image_loss)
+    return loss, {"parts": (float(text_loss), float(image_loss)), "w": w,
+                  "backward": ce_backward, "caches": (text_cache, image_cache)}
+
+
+def text_image_loss_parts(cache):
+    """(text loss, image loss) of the forward that made ``cache``: the public way out."""
+    return cache["parts"]
 
 
 def text_image_loss_backward(dloss, cache):
     """dloss: scalar -> dlogits (B, T, V): each part's CE gradient scaled by its weight."""
-    text_cache, image_cache, w, _, _ = cache
-    dtext = cross_entropy_backward(float(dloss) * w, text_cache)            # (B, n_text, V)
-    dimage = cross_entropy_backward(float(dloss) * (1.0 - w), image_cache)  # (B, T - n_text, V)
-    return np.concatenate([dtext, dimage], axis=1)                          # (B, T, V)
+    w, ce_backward, (text_cache, image_cache) = cache["w"], cache["backward"], cache["caches"]
+    dtext = ce_backward(float(dloss) * w, text_cache)                   # (B, n_text, V)
+    dimage = ce_backward(float(dloss) * (1.0 - w), image_cache)         # (B, T - n_text, V)
+    return np.concatenate([dtext, dimage], axis=1)                      # (B, T, V)
 
 
 # ----- streams --------------------------------------------------------------------------
@@ -301,7 +307,7 @@ def inputs_and_targets(stream, config: DALLEConfig, pad_id=0):
 
 # ----- the model ----------------------------------------------------------------------
 
-class DALLE(Module):
+class DALLE(DecoderStack):
     """forward(ids (B, T)) -> masked logits (B, T, V); backward(dlogits) fills the grads."""
 
     def __init__(self, config: DALLEConfig, seed=0, dtype=np.float32):
@@ -310,17 +316,8 @@ class DALLE(Module):
         self.tok_emb = Embedding(c.vocab_size, c.dim, std=0.02, rng=rng, dtype=dtype)
         self.pos = TextImagePositions(c.n_text_positions, c.grid, c.dim, std=0.01, rng=rng, dtype=dtype)
         self.drop = Dropout(c.dropout)
-        self.blocks = [TransformerBlock(c.dim, c.n_heads, c.hidden, causal=True, norm_first=True,
-                                        activation="gelu", dropout=c.dropout, std=0.02, rng=rng,
-                                        dtype=dtype)
-                       for _ in range(c.n_layers)]
-        self.ln_f = LayerNorm(c.dim, dtype=dtype)
+        self.build_stack(c.dim, c.n_layers, c.n_heads, c.hidden, c.context, rng, dtype, c.dropout)
         self.W_head = Parameter((rng.standard_normal((c.dim, c.vocab_size)) * 0.02).astype(dtype))
-        # as GPT-2: the projections writing into the residual stream start smaller
-        residual_std = 0.02 / math.sqrt(2 * c.n_layers)
-        for block in self.blocks:
-            for W in (block.attn.W_out, block.ffn.fc2.W):
-                W.data = (rng.standard_normal(W.shape) * residual_std).astype(dtype)
 
     def forward(self, ids, kv_caches=None):
         """ids: (B, T) joint ids -> logits (B, T, V), -inf where the logits mask forbids.
@@ -340,10 +337,9 @@ class DALLE(Module):
         x = self.tok_emb(ids)                                          # (B, T, C)
         x = self.pos(x, offset=offset)                                 # (B, T, C)
         x = self.drop(x)
-        for i, block in enumerate(self.blocks):
-            x = block(x, kv_cache=None if kv_caches is None else kv_caches[i])
-        h = self.ln_f(x)                                               # (B, T, C)
-        logits, head_cache = linear_forward(h, self.W_head.data)       # (B, T, V)
+        h = self.forward_stack(x, kv_caches)                           # (B, T, C)
+        head, self._head_backward = pair("linear")
+        logits, head_cache = head(h, self.W_head.data)                 # (B, T, V)
         allowed = logits_mask(c, offset, T)                            # (T, V)
         np.copyto(logits, -np.inf, where=~allowed)
         self._cache = (head_cache, allowed)
@@ -353,20 +349,28 @@ class DALLE(Module):
         """dlogits: (B, T, V). Fills every Parameter's grad; ids have no gradient."""
         head_cache, allowed = self._saved()
         dlogits = np.where(allowed, dlogits, 0.0)                      # the mask: no gradient where -inf
-        dh, dW_head, _ = linear_backward(dlogits, head_cache)          # (B, T, C), (C, V)
+        dh, dW_head, _ = self._head_backward(dlogits, head_cache)      # (B, T, C), (C, V)
         self.W_head.grad += dW_head
-        dx = self.ln_f.backward(dh)
-        for block in reversed(self.blocks):
-            dx = block.backward(dx)
+        dx = self.backward_stack(dh)
         dx = self.drop.backward(dx)
         dx = self.pos.backward(dx)
         self.tok_emb.backward(dx)
         return None
 
-    def new_kv_caches(self, batch_size=1):
+    def decode(self, ids, kv_caches):
+        """ids: (B, 1), one new joint id per stream -> masked logits (B, V) of the
+        next position; forward's arithmetic for T = 1 (tested equal bit for bit)."""
         c = self.config
-        return [KVCache(batch_size, c.n_heads, c.context, c.dim // c.n_heads, self.param_dtype)
-                for _ in self.blocks]
+        offset = kv_caches[0].length
+        ids = check_ids(ids, c.vocab_size, who="DALLE.decode")
+        if ids.ndim != 2 or ids.shape[1] != 1 or offset + 1 > c.context:
+            raise ValueError(f"DALLE.decode: expected ids (B, 1) with room in the caches "
+                             f"({offset} of {c.context} positions used), got shape {ids.shape}")
+        x = self.pos(self.tok_emb.W.data[ids], offset=offset)[:, 0]   # (B, C)
+        h = self.decode_stack(x, kv_caches)                            # (B, C)
+        logits = pair("linear")[0](h, self.W_head.data)[0]             # (B, V)
+        np.copyto(logits, -np.inf, where=~logits_mask(c, offset, 1)[0])
+        return logits
 
 
 class TextImageLoss(Module):
@@ -386,7 +390,7 @@ class TextImageLoss(Module):
         logits = self.model.forward(inputs)                            # (B, T, V)
         loss, self._cache = text_image_loss_forward(logits, targets, c.n_text_positions,
                                                     c.text_weight)
-        self.text_loss, self.image_loss = float(self._cache[3]), float(self._cache[4])
+        self.text_loss, self.image_loss = text_image_loss_parts(self._cache)
         return loss
 
     def backward(self, dloss=1.0):
@@ -395,30 +399,6 @@ class TextImageLoss(Module):
 
 
 # ----- sampling -------------------------------------------------------------------------
-
-def sample_from_logits(logits, rng, temperature=1.0, top_k=None):
-    """One id per row of logits (B, K): argmax at temperature 0, else a draw from
-    softmax(logits / temperature) restricted to each row's top_k entries.
-
-    Vectorised over rows by inverse-CDF sampling: with u ~ U(0, 1), the id is
-    the number of entries whose cumulative probability is below u.
-    """
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if top_k is not None and (int(top_k) != top_k or top_k < 1):
-        raise ValueError(f"top_k must be a positive integer, got {top_k}")
-    z = np.asarray(logits, dtype=np.float64)                            # (B, K)
-    if temperature == 0:
-        return z.argmax(axis=1)
-    z = z / temperature
-    if top_k is not None and top_k < z.shape[1]:
-        kth = np.partition(z, -int(top_k), axis=1)[:, -int(top_k)]      # (B,)
-        z = np.where(z < kth[:, None], -np.inf, z)
-    p = np.exp(z - z.max(axis=1, keepdims=True))                        # (B, K)
-    cdf = np.cumsum(p, axis=1)                                          # (B, K)
-    u = rng.random((z.shape[0], 1)) * cdf[:, -1:]                       # (B, 1)
-    return np.minimum((cdf < u).sum(axis=1), z.shape[1] - 1)            # (B,)
-
 
 def generate_codes(model: DALLE, text_ids, rng=None, temperature=1.0, top_k=None,
                    use_cache=True, return_logits=False):
@@ -432,6 +412,7 @@ def generate_codes(model: DALLE, text_ids, rng=None, temperature=1.0, top_k=None
     Returns codes (B, N) int64 (and the (B, N, K) code logits if return_logits).
     """
     c = model.config
+    check_sampling(temperature, top_k)
     rng = np.random.default_rng() if rng is None else rng
     text_ids = check_ids(text_ids, c.text_vocab, name="text ids", who="generate_codes")
     if text_ids.ndim != 2 or text_ids.shape[1] != c.text_len or text_ids.shape[0] == 0:
@@ -454,7 +435,7 @@ def generate_codes(model: DALLE, text_ids, rng=None, temperature=1.0, top_k=None
         if j == N - 1:
             break
         if use_cache:
-            logits = model.forward(codes[:, j:j + 1] + c.code_offset, kv_caches=caches)[:, -1]
+            logits = model.decode(codes[:, j:j + 1] + c.code_offset, caches)      # (B, V)
         else:
             sequence = np.concatenate([prefix, codes[:, :j + 1] + c.code_offset], axis=1)
             logits = model.forward(sequence)[:, -1]

@@ -13,23 +13,18 @@ share of the tied weight), then back through ln_f, the blocks in reverse,
 dropout and positions, and finally dE[ids] += dx (the embedding's share).
 """
 
-from __future__ import annotations
-
-import math
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..config import ConfigMixin
-from ..core import Module, check_ids
-from ..layers.activations import gelu_forward
-from ..layers.attention import KVCache, attention_forward
-from ..layers.block import TransformerBlock
-from ..layers.dropout import Dropout
-from ..layers.embedding import Embedding
-from ..layers.layernorm import LayerNorm, layernorm_forward
-from ..layers.linear import linear_backward, linear_forward
-from ..layers.positional import PositionalEmbedding, SinusoidalPositionalEncoding
+from ..config import ConfigMixin, default_hidden
+from ..core import check_ids
+from ..fast import pair
+from ..nn.dropout import Dropout
+from ..nn.embedding import Embedding
+from ..nn.positional import PositionalEmbedding, SinusoidalPositionalEncoding
+from .decoder import DecoderStack
+from .sampling import check_sampling, sample_next
 
 
 @dataclass(frozen=True)
@@ -45,8 +40,7 @@ class GPTConfig(ConfigMixin):
     positions: str = "learned"          # or "sinusoidal"
 
     def __post_init__(self):
-        if self.hidden == 0:
-            object.__setattr__(self, "hidden", 4 * self.dim)
+        default_hidden(self)
         if self.positions not in ("learned", "sinusoidal"):
             raise ValueError(f"positions must be 'learned' or 'sinusoidal', got {self.positions!r}")
         if self.dim % self.n_heads:
@@ -69,11 +63,11 @@ def preset(name, **overrides):
     if name not in PRESETS:
         raise ValueError(f"unknown GPT preset {name!r}; choose from {sorted(PRESETS)}")
     if "dim" in overrides and "hidden" not in overrides:
-        overrides["hidden"] = 4 * overrides["dim"]          # keep hidden = 4 * dim
+        overrides["hidden"] = 0                              # keep hidden = 4 * dim
     return replace(PRESETS[name], **overrides)
 
 
-class GPT(Module):
+class GPT(DecoderStack):
     """GPT-2 style language model: forward(ids) -> logits, backward(dlogits)."""
 
     def __init__(self, config: GPTConfig, seed=0, dtype=np.float32):
@@ -85,17 +79,22 @@ class GPT(Module):
         else:
             self.pos = SinusoidalPositionalEncoding(c.context, c.dim, dtype=dtype)
         self.drop = Dropout(c.dropout)
-        self.blocks = [TransformerBlock(c.dim, c.n_heads, c.hidden, causal=True, norm_first=True,
-                                        activation="gelu", dropout=c.dropout, std=0.02, rng=rng,
-                                        dtype=dtype)
-                       for _ in range(c.n_layers)]
-        self.ln_f = LayerNorm(c.dim, dtype=dtype)
-        # GPT-2: the projections that write into the residual stream start smaller,
-        # std 0.02 / sqrt(2 L), so the stream's variance does not grow with depth.
-        residual_std = 0.02 / math.sqrt(2 * c.n_layers)
-        for block in self.blocks:
-            for W in (block.attn.W_out, block.ffn.fc2.W):
-                W.data = (rng.standard_normal(W.shape) * residual_std).astype(dtype)
+        self.build_stack(c.dim, c.n_layers, c.n_heads, c.hidden, c.context, rng, dtype, c.dropout)
+
+    @classmethod
+    def from_pretrained(cls, directory, dtype=np.float32):
+        """A Hugging Face GPT-2 directory -> (GPT, tokenizer); see npfm.interop.hf_gpt2."""
+        from ..interop.hf_gpt2 import load_gpt2
+        return load_gpt2(directory, dtype=dtype)
+
+    def _check(self, ids, offset, who):
+        ids = check_ids(ids, self.config.vocab_size, who=who)
+        if ids.ndim != 2 or 0 in ids.shape:
+            raise ValueError(f"{who}: ids must be a non-empty (B, T), got shape {ids.shape}")
+        if offset + ids.shape[1] > self.config.context:
+            raise ValueError(f"{who}: {offset + ids.shape[1]} positions exceed the context of "
+                             f"{self.config.context}; crop the input to its last {self.config.context} tokens")
+        return ids
 
     def forward(self, ids, kv_caches=None):
         """ids: (B, T) integers -> logits (B, T, V).
@@ -103,29 +102,23 @@ class GPT(Module):
         kv_caches: one KVCache per block for incremental decoding; the new
         tokens then sit at positions cache.length ... cache.length + T - 1.
         """
-        ids = check_ids(ids, self.config.vocab_size, who="GPT")
-        if ids.ndim != 2:
-            raise ValueError(f"GPT: ids must be (B, T), got shape {ids.shape}")
         offset = kv_caches[0].length if kv_caches else 0
-        if offset + ids.shape[1] > self.config.context:
-            raise ValueError(f"GPT: {offset + ids.shape[1]} positions exceed the context of "
-                             f"{self.config.context}; crop the input to its last {self.config.context} tokens")
+        ids = self._check(ids, offset, "GPT")
         x = self.tok_emb(ids)                                       # (B, T, C)
         x = self.pos(x, offset=offset)                              # (B, T, C)
         x = self.drop(x)
-        for i, block in enumerate(self.blocks):
-            x = block(x, kv_cache=None if kv_caches is None else kv_caches[i])
-        h = self.ln_f(x)                                            # (B, T, C)
-        logits, self._cache = linear_forward(h, self.tok_emb.W.data.T)  # (B, T, V)
+        h = self.forward_stack(x, kv_caches)                        # (B, T, C)
+        head, self._head_backward = pair("linear")
+        logits, self._cache = head(h, self.tok_emb.W.data.T)        # (B, T, V) tied head
         return logits
 
     def backward(self, dlogits):
         """dlogits: (B, T, V). Fills every Parameter's grad; ids have no gradient."""
-        dh, dWT, _ = linear_backward(dlogits, self._saved())        # (B, T, C), (C, V)
+        cache = self._saved()
+        dlogits = self._check_dy(dlogits, self.config.vocab_size)
+        dh, dWT, _ = self._head_backward(dlogits, cache)            # (B, T, C), (C, V)
         self.tok_emb.W.grad += dWT.T                                # the head's share
-        dx = self.ln_f.backward(dh)
-        for block in reversed(self.blocks):
-            dx = block.backward(dx)
+        dx = self.backward_stack(dh)
         dx = self.drop.backward(dx)
         dx = self.pos.backward(dx)
         self.tok_emb.backward(dx)                                   # the embedding's share
@@ -137,72 +130,22 @@ class GPT(Module):
         The forward of a single new position, the work a KV cache leaves for
         each sampled token: the earlier positions' keys and values come from
         ``kv_caches`` (filled by ``forward(..., kv_caches)``), and the new
-        position's own are appended. The arithmetic is forward's, call for
-        call (the tests hold the two equal bit for bit); the Modules are
-        bypassed because a position is a few vector-matrix products per layer,
-        which their per-call bookkeeping (input checks, backward caches)
-        would otherwise outweigh. Inference only: no dropout, no backward.
+        position's own are appended. The arithmetic is forward's for T = 1
+        (the tests hold the two equal bit for bit). Inference only.
         """
-        ids = check_ids(ids, self.config.vocab_size, who="GPT.decode")
-        if ids.ndim != 2 or ids.shape[1] != 1 or len(kv_caches) != len(self.blocks):
-            raise ValueError(f"GPT.decode: expected ids (B, 1) and {len(self.blocks)} KV caches, "
-                             f"got ids of shape {ids.shape} and {len(kv_caches)} caches")
+        if len(kv_caches) != len(self.blocks):
+            raise ValueError(f"GPT.decode: expected {len(self.blocks)} KV caches, got {len(kv_caches)}")
         if kv_caches[0].length >= self.config.context:
             raise ValueError(f"GPT.decode: the KV caches are full ({self.config.context} positions)")
-        B, C, H = ids.shape[0], self.config.dim, self.config.n_heads
+        ids = self._check(ids, kv_caches[0].length, "GPT.decode")
+        if ids.shape[1] != 1:
+            raise ValueError(f"GPT.decode: expected ids (B, 1), got shape {ids.shape}")
         x = self.pos(self.tok_emb.W.data[ids], offset=kv_caches[0].length)[:, 0]  # (B, C)
-        for block, cache in zip(self.blocks, kv_caches):
-            ln1, attn, ln2, ffn = block.ln1, block.attn, block.ln2, block.ffn
-            h = layernorm_forward(x, ln1.gamma.data, ln1.beta.data, ln1.eps)[0]    # (B, C)
-            qkv = h @ attn.W_qkv.data + attn.b_qkv.data                            # (B, 3C)
-            q, k, v = (qkv[:, i * C:(i + 1) * C].reshape(B, H, 1, C // H)
-                       for i in range(3))                                          # (B, H, 1, D)
-            k, v = cache.append(k, v)                                              # (B, H, Tk, D)
-            a = attention_forward(q, k, v)[0].reshape(B, C)                        # (B, C)
-            x = x + (a @ attn.W_out.data + attn.b_out.data)                        # residual
-            h = layernorm_forward(x, ln2.gamma.data, ln2.beta.data, ln2.eps)[0]
-            h = gelu_forward(h @ ffn.fc1.W.data + ffn.fc1.b.data)[0]               # (B, F)
-            x = x + (h @ ffn.fc2.W.data + ffn.fc2.b.data)                          # residual
-        h = layernorm_forward(x, self.ln_f.gamma.data, self.ln_f.beta.data, self.ln_f.eps)[0]
-        return h @ self.tok_emb.W.data.T                                           # (B, V)
-
-    def new_kv_caches(self, batch_size=1):
-        c = self.config
-        return [KVCache(batch_size, c.n_heads, c.context, c.dim // c.n_heads, self.tok_emb.W.dtype)
-                for _ in self.blocks]
+        h = self.decode_stack(x, kv_caches)                                       # (B, C)
+        return pair("linear")[0](h, self.tok_emb.W.data.T)[0]                     # (B, V)
 
 
 # ----- sampling ---------------------------------------------------------------
-
-def sample_next(logits, rng, temperature=1.0, top_k=None, top_p=None):
-    """Pick the next token from logits (V,): greedy at temperature 0, else
-    softmax(logits / temperature) restricted to the top_k tokens and to the
-    smallest set whose probability reaches top_p (nucleus)."""
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if top_p is not None and not (0 < top_p <= 1):
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
-    logits = np.asarray(logits, dtype=np.float64)
-    if temperature == 0:
-        return int(np.argmax(logits))
-    z = logits / temperature
-    if top_k is not None and top_k < z.size:
-        kth = np.partition(z, -top_k)[-top_k]
-        z = np.where(z < kth, -np.inf, z)
-    p = np.exp(z - z.max())
-    p /= p.sum()
-    if top_p is not None and top_p < 1:
-        order = np.argsort(-p, kind="stable")
-        cumulative = np.cumsum(p[order])
-        keep = order[: int(np.searchsorted(cumulative, top_p)) + 1]
-        mask = np.zeros_like(p, dtype=bool)
-        mask[keep] = True
-        p = np.where(mask, p, 0.0)
-        p /= p.sum()
-    return int(rng.choice(p.size, p=p))
-
 
 def generate(model: GPT, prompt_ids, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
              rng=None, use_cache=True, on_token=None, return_logits=False):
@@ -220,6 +163,7 @@ def generate(model: GPT, prompt_ids, max_new_tokens, temperature=1.0, top_k=None
     on_token(id) is called as each token is chosen (streaming output).
     Returns the new ids (and the logits of every step if return_logits).
     """
+    check_sampling(temperature, top_k, top_p)
     rng = np.random.default_rng() if rng is None else rng
     context = model.config.context
     tokens = [int(t) for t in np.asarray(prompt_ids).reshape(-1)]

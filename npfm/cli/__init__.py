@@ -1,0 +1,64 @@
+"""The ``npfm`` command: one entry, a subcommand per job. This package only
+parses arguments and calls the library (``npfm.tasks``, ``npfm.models``,
+``npfm.evaluation``); each file adds one model's subcommands.
+
+    npfm gradcheck                 float64 gradient check of every layer and model
+    npfm train gpt [...]           pre-train / fine-tune a GPT (the main job)
+    npfm generate --checkpoint C   sample from a trained GPT, streamed
+    npfm train bert / finetune bert / embed / search        the encoder (BERT, MiniLM)
+    npfm train clip / zeroshot / image-search              the dual encoder (CLIP)
+    npfm train dalle / draw                                text-to-image
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _gradcheck(args):
+    from ..checks import main
+    return main(seed=args.seed)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="npfm", description="Transformer foundation models from scratch in NumPy.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("gradcheck", help="float64 gradient check of every layer, loss and model")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_gradcheck)
+
+    train = sub.add_parser("train", help="train a model: gpt, bert, clip or dalle")
+    models = train.add_subparsers(dest="model", metavar="MODEL")
+    models.required = True
+    finetune = sub.add_parser("finetune", help="fine-tune a pre-trained model on a task")
+    finetune_models = finetune.add_subparsers(dest="model", metavar="MODEL")
+    finetune_models.required = True
+
+    from . import bert, clip, dalle, gpt
+    gpt.add_commands(sub, models)
+    for job in (bert, clip, dalle):
+        job.add_commands(sub, models, finetune_models)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError, ImportError) as err:
+        if getattr(args, "debug", False):
+            raise
+        print(f"npfm: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

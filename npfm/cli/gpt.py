@@ -1,0 +1,138 @@
+"""The GPT jobs: ``npfm train gpt`` and ``npfm generate``.
+
+What a GPT brings to the shared loop (``npfm.train``): its batches (random
+windows of the token stream), its loss (next-token cross-entropy) and its
+metrics (validation loss in nats per token and per byte).
+"""
+
+import os
+import sys
+import numpy as np
+from ..checkpoint import load_checkpoint
+from ..models.gpt import GPT, GPTConfig, PRESETS, generate, preset
+from ..train import TrainConfig, train
+from ..tasks.gpt import BPE_MAX_BYTES, GPTTask, encode_corpus, load_model, make_tokenizer
+
+DEFAULT_OUT = os.path.join("runs", "gpt")
+
+
+def add_commands(sub, train_models):
+    p = train_models.add_parser("gpt", help="pre-train or fine-tune a GPT (decoder-only)")
+    p.add_argument("--preset", default="default", choices=sorted(PRESETS))
+    p.add_argument("--data", default="stdlib",
+                   help="stdlib (the standard library's Python source, default), pydoc "
+                        "(Python's documentation prose), or a text file / folder")
+    p.add_argument("--tokenizer", default="bytes", choices=["bytes", "bpe"])
+    p.add_argument("--vocab-size", type=int, default=1024, help="BPE vocabulary size")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--context", type=int, default=None, help="override the preset's context")
+    p.add_argument("--dropout", type=float, default=None)
+    p.add_argument("--eval-every", type=int, default=None)
+    p.add_argument("--max-bytes", type=int, default=None, help="use at most this much text")
+    p.add_argument("--out", default=DEFAULT_OUT)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    p.add_argument("--init", default=None, help="start from a checkpoint's weights (fine-tuning)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sample-tokens", type=int, default=300)
+    p.set_defaults(func=train_command)
+
+    g = sub.add_parser("generate", help="sample text from a trained GPT (streamed)")
+    g.add_argument("--checkpoint", required=True)
+    g.add_argument("--prompt", default="")
+    g.add_argument("--max-new-tokens", type=int, default=200)
+    g.add_argument("--temperature", type=float, default=0.8)
+    g.add_argument("--top-k", type=int, default=None)
+    g.add_argument("--top-p", type=float, default=None)
+    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--no-cache", action="store_true", help="recompute the window at every step")
+    g.set_defaults(func=generate_command)
+
+
+# defaults of the main job: tuned so `npfm train gpt` ends within 10 minutes on 2 cores
+JOB_DEFAULTS = {"tiny": dict(steps=200, lr=3e-3, eval_every=50),
+                "default": dict(steps=1000, lr=3e-3, eval_every=200),
+                "large": dict(steps=3000, lr=1e-3, eval_every=500)}
+
+
+def train_command(args):
+    from ..data.corpus import load_corpus
+    from ..tokenizers import tokenizer_from_dict
+    defaults = JOB_DEFAULTS[args.preset]
+    steps = args.steps or defaults["steps"]
+    init_ckpt = load_checkpoint(args.init, kind="gpt") if args.init else None
+    resume_ckpt = None
+    if args.resume:
+        resume_ckpt = load_checkpoint(os.path.join(args.out, "checkpoint.npz"), kind="gpt")
+
+    corpus = load_corpus(args.data, max_bytes=args.max_bytes)
+    print(f"data: {corpus.describe()}")
+    base = resume_ckpt or init_ckpt
+    if base is not None:                        # the tokenizer comes with the weights
+        tokenizer = tokenizer_from_dict(base.extra["tokenizer"])
+        config = GPTConfig.from_dict(base.config)
+        if args.dropout is not None:
+            config = GPTConfig.from_dict({**config.to_dict(), "dropout": args.dropout})
+    else:
+        tokenizer = make_tokenizer(args.tokenizer, corpus, args.vocab_size)
+        overrides = {"vocab_size": tokenizer.vocab_size}
+        if args.context:
+            overrides["context"] = args.context
+        if args.dropout is not None:
+            overrides["dropout"] = args.dropout
+        config = preset(args.preset, **overrides)
+    max_bytes = args.max_bytes or (BPE_MAX_BYTES if tokenizer.type == "bpe" else None)
+    train_ids, val_ids, bytes_per_token = encode_corpus(tokenizer, corpus, max_bytes)
+    model = GPT(config, seed=args.seed)
+    print(f"model: GPT {config.n_layers} layers, width {config.dim}, {config.n_heads} heads, "
+          f"context {config.context}, vocabulary {config.vocab_size} ({tokenizer.type}); "
+          f"{model.num_parameters():,} parameters")
+    task = GPTTask(model, tokenizer, train_ids, val_ids, batch_size=args.batch_size,
+                   val_bytes_per_token=bytes_per_token)
+    cfg = TrainConfig(steps=steps, lr=args.lr or defaults["lr"], min_lr=(args.lr or defaults["lr"]) / 10,
+                      warmup=min(100, steps // 10), eval_every=args.eval_every or defaults["eval_every"],
+                      checkpoint_every=args.eval_every or defaults["eval_every"], seed=args.seed)
+    result = train(task, cfg, args.out, resume=args.resume, init=args.init)
+    ev = result.last_eval
+    print(f"\nvalidation loss {ev['val_loss']:.4f} nats/token = {ev['val_nats_per_byte']:.4f} nats/byte "
+          f"after {cfg.steps} steps; checkpoint, metrics.jsonl and loss.png in {args.out}")
+    if args.sample_tokens:
+        prompt = "def " if args.data == "stdlib" else "The "
+        print(f"\nsample (temperature 0.8, prompt {prompt!r}):\n{'-' * 60}")
+        _stream(model, tokenizer, prompt, args.sample_tokens, 0.8, None, None,
+                np.random.default_rng(args.seed), True)
+        print(f"\n{'-' * 60}")
+    return 0
+
+
+def _stream(model, tokenizer, prompt, n, temperature, top_k, top_p, rng, use_cache):
+    ids = tokenizer.encode(prompt) if prompt else np.array([_newline_id(tokenizer)])
+    decoder = tokenizer.stream_decoder()
+    sys.stdout.write(prompt)
+
+    def on_token(t):
+        sys.stdout.write(decoder.push(t))
+        sys.stdout.flush()
+
+    generate(model, ids, n, temperature=temperature, top_k=top_k, top_p=top_p, rng=rng,
+             use_cache=use_cache, on_token=on_token)
+    sys.stdout.write(decoder.flush())
+
+
+def _newline_id(tokenizer):
+    return int(tokenizer.encode("\n")[0])
+
+
+def generate_command(args):
+    if args.temperature < 0:
+        raise ValueError(f"--temperature must be >= 0 (0 = greedy), got {args.temperature}")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise ValueError(f"--top-p must be in (0, 1], got {args.top_p}")
+    if args.top_k is not None and args.top_k < 1:
+        raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
+    model, tokenizer = load_model(args.checkpoint)
+    _stream(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, args.top_k,
+            args.top_p, np.random.default_rng(args.seed), not args.no_cache)
+    sys.stdout.write("\n")
+    return 0

@@ -1,0 +1,240 @@
+"""Row blocks on every core: how npfm keeps NumPy's one-core operations busy.
+
+A NumPy ufunc (``x * y``, ``np.exp``) runs on one core, and on arrays of a
+few megabytes it spends much of its time waiting for memory: each of the
+eight passes of a GELU streams 8 MB in and out. Two facts help:
+
+- Many of our computations treat the rows of their inputs independently
+  (LayerNorm normalises each row, GELU acts on each element, attention treats
+  each sequence of the batch alone). Splitting the rows into blocks and
+  running every pass on one block before moving on keeps the block in the
+  core's cache between passes.
+- NumPy releases Python's global interpreter lock inside ufunc loops and
+  matrix products, so blocks handed to Python threads run truly in parallel.
+
+``map_rows(fn, *arrays)`` does both. It cuts axis 0 of every array into the
+same blocks of rows and calls ``fn`` once per block; each thread takes the
+next block left until none is (a thread that starts late does fewer).
+``fn`` writes its results into blocks of arrays it was given (output arrays
+are passed like inputs); whatever it returns is taken to be sums over the
+block's rows (a bias gradient), and ``map_rows`` returns their totals,
+added in block order. The blocks depend only on the shapes,
+never on the number of threads, so results are the same bit for bit with
+one thread or eight.
+
+Threads: ``NPFM_NUM_THREADS`` in the environment, else the cores this
+process may use (at most 8); ``set_num_threads(n)`` changes it at run time
+(1 = no threads; the blocks are still used).
+
+Sharing the cores with NumPy's BLAS. Matrix products run on OpenBLAS's own
+threads, and two things make them collide with ours:
+
+- a block that calls a matrix product (attention does) from each of our
+  threads asks OpenBLAS for its threads too: four busy threads on two
+  cores. While our threads run, ``map_rows`` asks OpenBLAS for one thread
+  (``openblas_set_num_threads``, found in NumPy's own OpenBLAS library), and
+  restores the number afterwards;
+- after a product, OpenBLAS's threads spin for about 0.1 s before they
+  sleep, taking the cores our threads need. ``import npfm`` shortens that
+  spin (``OPENBLAS_THREAD_TIMEOUT``) when it runs before NumPy is loaded.
+
+Without OpenBLAS (another BLAS under NumPy) both are skipped: the results
+are the same, only the speed differs.
+
+The spin (``OPENBLAS_THREAD_TIMEOUT``, in units of 2^n cycles) is read by
+OpenBLAS once, when NumPy loads it, so it is the one setting that cannot live
+here: ``npfm/__init__.py`` sets it to 20 (2^20 cycles, ~0.4 ms instead of
+0.1 s) before anything imports NumPy, keeping a value you set yourself. 2^20
+still keeps the threads awake between the back-to-back products of sampling;
+a shorter spin trains a few percent faster but slows recomputing generation.
+It only helps when npfm is imported before NumPy (the ``npfm`` command and
+the benchmarks do; set the variable yourself otherwise).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+
+BLOCK_ELEMENTS = 1 << 18     # elements of the widest array per block: 1 MB of float32
+_state = threading.local()   # .inside: this thread is running a block already
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def _default_threads():
+    env = os.environ.get("NPFM_NUM_THREADS", "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"NPFM_NUM_THREADS must be a positive integer, got {env!r}")
+        return int(env)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:                                 # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
+
+
+_num_threads = _default_threads()
+
+
+def num_threads():
+    """How many threads ``map_rows`` uses, the calling thread included."""
+    return _num_threads
+
+
+def set_num_threads(n):
+    """Use n threads (n >= 1) from now on; returns the previous number."""
+    global _num_threads, _pool
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"set_num_threads: n must be a positive integer, got {n!r}")
+    previous, _num_threads = _num_threads, int(n)
+    with _pool_lock:
+        if _pool is not None:
+            _pool.shutdown(wait=True)
+            _pool = None
+    return previous
+
+
+def _get_pool():
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=_num_threads - 1, thread_name_prefix="npfm")
+        return _pool
+
+
+def _forget_pool_after_fork():
+    """A forked child inherits no pool threads; it starts its own when needed."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
+def _find_openblas_threads():
+    """(get, set) for the number of threads of NumPy's OpenBLAS, or None.
+
+    NumPy's wheels carry OpenBLAS in a folder beside the package (numpy.libs,
+    numpy/.libs, numpy/.dylibs); on Linux /proc/self/maps lists every loaded
+    library as well. OpenBLAS names the two functions with a prefix and a
+    suffix that depend on how it was built.
+    """
+    import ctypes
+    import glob
+
+    here = os.path.dirname(np.__file__)
+    paths = []
+    for folder in (os.path.join(here, os.pardir, "numpy.libs"), os.path.join(here, ".libs"),
+                   os.path.join(here, ".dylibs")):
+        paths += sorted(glob.glob(os.path.join(folder, "*openblas*")))
+    try:
+        with open("/proc/self/maps") as maps:
+            paths += sorted({line.split()[-1] for line in maps if "openblas" in line.lower()})
+    except OSError:
+        pass
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in ("scipy_openblas", "openblas"):
+            for suffix in ("64_", ""):
+                get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+                set_ = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+                if get is not None and set_ is not None:
+                    get.restype, set_.argtypes = ctypes.c_int, [ctypes.c_int]
+                    return get, set_
+    return None
+
+
+_openblas_threads = False       # not looked for yet: found on the first threaded call
+
+
+def _blas_threads():
+    """(get, set) of OpenBLAS's thread count, or None; looked for once."""
+    global _openblas_threads
+    if _openblas_threads is False:
+        try:
+            _openblas_threads = _find_openblas_threads()
+        except Exception:                                  # never let a speed-up break a run
+            _openblas_threads = None
+    return _openblas_threads
+
+
+def _as_tuple(result):
+    if result is None:
+        return ()
+    return result if isinstance(result, tuple) else (result,)
+
+
+def map_rows(fn, *arrays, block_elements=None):
+    """Call fn(*blocks) on blocks of rows (axis 0) of ``arrays``, on every thread.
+
+    arrays: the same length N on axis 0, any trailing shapes (a broadcast
+    view is fine for inputs). fn writes its outputs into the blocks of the
+    output arrays among ``arrays``, and returns None or partial sums over
+    the block's rows (an array or a tuple of arrays).
+    Returns the totals of those sums (None if fn returns None).
+    """
+    block = block_elements or BLOCK_ELEMENTS
+    for a in arrays:
+        if a.size > block:
+            break
+    else:
+        return fn(*arrays)                                 # every array fits in one block
+    if getattr(_state, "inside", False):
+        return fn(*arrays)                                 # inside a block already
+    n = len(arrays[0])
+    widest = max(math.prod(a.shape[1:]) for a in arrays)   # elements per row
+    if any(len(a) != n for a in arrays):
+        raise ValueError(f"map_rows: the arrays have different lengths on axis 0: "
+                         f"{[len(a) for a in arrays]}")
+    rows = max(1, block // max(widest, 1))
+    starts = range(0, n, rows)
+    sums = [None] * len(starts)
+
+    next_block = itertools.count()         # shared: each thread takes the next block left
+
+    def run_blocks():
+        _state.inside = True                               # nested map_rows runs serially
+        try:
+            while (i := next(next_block)) < len(starts):
+                lo = starts[i]
+                sums[i] = _as_tuple(fn(*(a[lo:lo + rows] for a in arrays)))
+        finally:
+            _state.inside = False
+
+    threads = min(_num_threads, len(starts))
+    blas = _blas_threads() if threads > 1 else None
+    blas_threads = blas[0]() if blas else None
+    if blas_threads:
+        blas[1](1)                                         # our threads, one BLAS thread each
+    try:
+        futures = [_get_pool().submit(run_blocks) for _ in range(threads - 1)]
+        try:
+            run_blocks()
+        finally:
+            for f in futures:                              # every block done (or failed)
+                f.exception()
+    finally:
+        if blas_threads:
+            blas[1](blas_threads)
+    for f in futures:
+        f.result()                                         # re-raise a worker's error
+    if not sums[0]:
+        return None
+    totals = [s.copy() for s in sums[0]]
+    for block_sums in sums[1:]:
+        for total, s in zip(totals, block_sums):
+            total += s
+    return tuple(totals) if len(totals) > 1 else totals[0]
+

@@ -1,1 +1,0 @@
-"""Jobs: what each model brings to the shared loop, and its commands."""
