@@ -166,6 +166,13 @@ class GPT(Module):
         h = layernorm_forward(x, self.ln_f.gamma.data, self.ln_f.beta.data, self.ln_f.eps)[0]
         return h @ self.tok_emb.W.data.T                                           # (B, V)
 
+    @classmethod
+    def from_pretrained(cls, directory, dtype=np.float32):
+        """(GPT, BPETokenizer) from a Hugging Face GPT-2 directory (config.json,
+        model.safetensors, vocab.json, merges.txt); see npfm.interop.hf_gpt2."""
+        from ..interop.hf_gpt2 import load_gpt2
+        return load_gpt2(directory, dtype=dtype)
+
     def new_kv_caches(self, batch_size=1):
         c = self.config
         return [KVCache(batch_size, c.n_heads, c.context, c.dim // c.n_heads, self.tok_emb.W.dtype)
