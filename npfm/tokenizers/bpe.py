@@ -65,19 +65,25 @@ SPLIT_PATTERN = (
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 
-def _ranges(member):
-    """A regex character-class body covering every code point c with member(chr(c))."""
-    parts, start = [], None
+def _class_bodies():
+    """Regex character-class bodies (code point ranges) of GPT-2's letters,
+    numbers and spaces, from one pass over every code point."""
+    ranges = {"L": [], "N": [], "space": []}
+    open_at = {}
     for cp in range(sys.maxunicode + 2):
-        inside = cp <= sys.maxunicode and member(chr(cp))
-        if inside and start is None:
-            start = cp
-        elif not inside and start is not None:
-            end = cp - 1
-            parts.append(re.escape(chr(start)) if start == end
-                         else f"{re.escape(chr(start))}-{re.escape(chr(end))}")
-            start = None
-    return "".join(parts)
+        if cp <= sys.maxunicode:
+            char = chr(cp)
+            kind = "space" if is_gpt2_space(char) else unicodedata.category(char)[0]
+        else:
+            kind = None
+        for name, spans in ranges.items():
+            if kind == name and name not in open_at:
+                open_at[name] = cp
+            elif kind != name and name in open_at:
+                spans.append((open_at.pop(name), cp - 1))
+    return {name: "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
+                          for a, b in spans)
+            for name, spans in ranges.items()}
 
 
 def is_gpt2_space(char):
@@ -89,9 +95,8 @@ def is_gpt2_space(char):
 def gpt2_regex():
     """GPT2_PATTERN compiled for Python's ``re`` (built once, ~1 s: it classifies
     every code point)."""
-    letter = _ranges(lambda c: unicodedata.category(c)[0] == "L")
-    number = _ranges(lambda c: unicodedata.category(c)[0] == "N")
-    space = _ranges(is_gpt2_space)
+    bodies = _class_bodies()
+    letter, number, space = bodies["L"], bodies["N"], bodies["space"]
     return re.compile(
         rf"""'(?:s|t|re|ve|m|ll|d)| ?[{letter}]+| ?[{number}]+| ?[^{space}{letter}{number}]+"""
         rf"""|[{space}]+(?![^{space}])|[{space}]+""")
