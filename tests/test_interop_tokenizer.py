@@ -94,7 +94,7 @@ def test_split_examples():
     assert split("x\n\n") == ["x", "\n\n"]
     assert split("x²½ 12ab") == ["x", "²½", " 12", "ab"]          # \p{N} includes No
     assert split("a\tb") == ["a", "\t", "b"]                       # only " " joins a word
-    assert split("a\x1cb") == ["a", "\x1c", "b"]                   # U+001C is not \s
+    assert split("a \x1c\x1d") == ["a", " \x1c\x1d"]              # U+001C..1F are not \s
     assert split("!!\u200d🙂 ?") == ["!!\u200d🙂", " ?"]
 
 

@@ -66,7 +66,8 @@ REQUIRED_FILES = ("config.json", "vocab.txt", "model.safetensors")
 
 
 def hf_to_npfm_state(tensors, config: BertConfig, who="checkpoint"):
-    """Our BertModel state dict from Hugging Face's {name: array} (float32).
+    """Our BertModel state dict from Hugging Face's {name: array} (float32, or
+    float64 for F64 weights).
 
     Every shape is checked against ``config`` and a mismatch names the key.
     Returns (state, unused_keys).
@@ -88,7 +89,7 @@ def hf_to_npfm_state(tensors, config: BertConfig, who="checkpoint"):
         if not np.issubdtype(value.dtype, np.floating):
             raise TypeError(f"{who}: weight {key!r} has dtype {value.dtype}; expected floats "
                             "(F32, F16, BF16 or F64)")
-        value = value.astype(np.float32)
+        value = value.astype(np.float64 if value.dtype == np.float64 else np.float32)
         target_shape = expected[ours]
         if how in ("q", "k", "v"):
             part = "qkv".index(how)
@@ -97,13 +98,13 @@ def hf_to_npfm_state(tensors, config: BertConfig, who="checkpoint"):
                 if value.shape != want:
                     raise ValueError(f"{who}: weight {key!r} has shape {value.shape}, but "
                                      f"config.json (hidden_size {C}) implies {want}")
-                dest = state.setdefault(ours, np.zeros(target_shape, np.float32))
+                dest = state.setdefault(ours, np.zeros(target_shape, value.dtype))
                 dest[:, part * C:(part + 1) * C] = value.T
             else:
                 if value.shape != (C,):
                     raise ValueError(f"{who}: weight {key!r} has shape {value.shape}, but "
                                      f"config.json (hidden_size {C}) implies {(C,)}")
-                dest = state.setdefault(ours, np.zeros(target_shape, np.float32))
+                dest = state.setdefault(ours, np.zeros(target_shape, value.dtype))
                 dest[part * C:(part + 1) * C] = value
             continue
         if how == "T":
@@ -275,7 +276,8 @@ def heads_from_hf(tensors, config: BertConfig, path):
             if key in NSP_KEYS:
                 continue
             raise ValueError(f"{path} lacks the MLM head's {key!r} (is it a BertForMaskedLM?)")
-        value = np.asarray(tensors[key], dtype=np.float32)
+        value = np.asarray(tensors[key])
+        value = value.astype(np.float64 if value.dtype == np.float64 else np.float32)
         value = value.T if how == "T" else value
         if value.shape != shapes[ours]:
             raise ValueError(f"{path}: {key!r} has shape {np.asarray(tensors[key]).shape}, but "
