@@ -281,3 +281,25 @@ def test_the_outgrowing_numpy_snippet_runs(tmp_path, monkeypatch):
     exec(compile(snippet, DOCS, "exec"), namespace)
     assert os.path.isfile(tmp_path / "gpt2-npfm-torch" / "model.safetensors")
     assert namespace["loss"].item() > 0
+
+
+def test_a_real_gpt2_directory_loads_and_generates(capsys):
+    """GPT-2 124M, where a user has it: NPFM_GPT2_DIR names its directory."""
+    directory = os.environ.get("NPFM_GPT2_DIR")
+    if not directory:
+        pytest.skip("set NPFM_GPT2_DIR to a Hugging Face GPT-2 directory to run this")
+    model, tok = GPT.from_pretrained(directory)
+    assert tok.vocab_size == model.config.vocab_size == 50257
+    text = "Hello world, it's 2024!  \n\n  Ünïcödé 🙂"
+    ids = tok.encode(text)
+    assert tok.decode(ids) == text
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    assert ids.tolist() == transformers.GPT2Tokenizer.from_pretrained(directory).encode(text)
+    hf = transformers.GPT2LMHeadModel.from_pretrained(directory).eval()
+    with torch.no_grad():
+        theirs = hf(torch.tensor(ids[None].astype(np.int64))).logits.numpy()
+    np.testing.assert_allclose(model.forward(ids[None]), theirs, rtol=1e-4, atol=1e-4)
+    assert main(["generate", "--checkpoint", directory, "--prompt", "Hello", "--max-new-tokens",
+                 "5", "--temperature", "0"]) == 0
+    assert capsys.readouterr().out.startswith("Hello")
