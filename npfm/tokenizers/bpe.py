@@ -22,6 +22,13 @@ Special tokens (for example ``"<|endoftext|>"``) get the last ids. They are
 never produced by ``encode`` (the text "<|endoftext|>" is encoded as ordinary
 bytes); a program inserts one by its id, ``tokenizer.special_tokens[name]``,
 and ``decode`` writes it back as its name.
+
+GPT-2's own files: ``BPETokenizer.from_gpt2_files("vocab.json", "merges.txt")``
+reads a Hugging Face GPT-2 tokenizer and ``save_gpt2_files(directory)`` writes
+one. Those files spell each token's bytes in GPT-2's printable alphabet
+(``bytes_to_unicode``) and number tokens their own way, kept here as a
+``layout`` (which id each byte, each merge and each special token has).
+With ``pattern=GPT2_PATTERN`` the text is cut exactly as GPT-2 cuts it.
 """
 
 from __future__ import annotations
@@ -376,10 +383,11 @@ class BPETokenizer(ByteLevelTokenizer):
         vocab.json maps each token, spelled in ``bytes_to_unicode``'s alphabet,
         to its id; merges.txt lists the merges by rank, one "a b" per line
         after a "#version" line. A token that is neither a byte nor made by a
-        merge (GPT-2's "<|endoftext|>") is a special token. Text is cut with
-        GPT2_PATTERN. Every problem raises a ValueError naming the file.
+        merge (GPT-2's "<|endoftext|>") is a special token: never produced by
+        ``encode``, decoded as its name. Text is cut with GPT2_PATTERN, and
+        each chunk merged by rank exactly as GPT-2's tokenizer does. Every
+        problem raises a ValueError naming the file.
         """
-        decode = {c: b for b, c in bytes_to_unicode().items()}
         try:
             with open(vocab_path, encoding="utf-8") as f:
                 vocab = json.load(f)
@@ -416,10 +424,6 @@ class BPETokenizer(ByteLevelTokenizer):
             merge_ids.append(vocab[a + b])
         made = set(byte_ids) | set(merge_ids)
         specials = sorted((i, token) for token, i in vocab.items() if i not in made)
-        for i, token in specials:
-            if all(c in decode for c in token) and bytes(decode[c] for c in token) != token.encode():
-                raise ValueError(f"{vocab_path}: token {token!r} (id {i}) is neither a byte nor "
-                                 f"made by a merge in {os.path.basename(merges_path)}")
         layout = {"bytes": byte_ids, "merges": merge_ids, "special": [i for i, _ in specials]}
         return cls(merges, [t for _, t in specials], GPT2_PATTERN, layout)
 
