@@ -33,9 +33,7 @@ limit and warn, as Hugging Face's tokenizers do with ``truncation=True``.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import warnings
 from dataclasses import dataclass, replace
 
@@ -456,205 +454,20 @@ def sentence_embeddings(model: BertModel, tokenizer, sentences, max_len=None, ba
 
 # ----- loading a Hugging Face checkpoint -----------------------------------------------------
 
-# Hugging Face BERT parameter name -> (our name, how to place it). Our Linear
-# weights are (in, out), theirs (out, in): "T" transposes. Their query, key
-# and value projections are separate; ours are one fused (C, 3C) matrix
-# [q | k | v], so "q", "k", "v" transpose and write one third of the columns
-# (or of the bias). "{i}" is the layer index.
-HF_NAMES = {
-    "embeddings.word_embeddings.weight": ("tok_emb.W", ""),
-    "embeddings.token_type_embeddings.weight": ("seg_emb.W", ""),
-    "embeddings.position_embeddings.weight": ("pos.W", ""),
-    "embeddings.LayerNorm.weight": ("emb_ln.gamma", ""),
-    "embeddings.LayerNorm.bias": ("emb_ln.beta", ""),
-    "encoder.layer.{i}.attention.self.query.weight": ("blocks.{i}.attn.W_qkv", "q"),
-    "encoder.layer.{i}.attention.self.key.weight": ("blocks.{i}.attn.W_qkv", "k"),
-    "encoder.layer.{i}.attention.self.value.weight": ("blocks.{i}.attn.W_qkv", "v"),
-    "encoder.layer.{i}.attention.self.query.bias": ("blocks.{i}.attn.b_qkv", "q"),
-    "encoder.layer.{i}.attention.self.key.bias": ("blocks.{i}.attn.b_qkv", "k"),
-    "encoder.layer.{i}.attention.self.value.bias": ("blocks.{i}.attn.b_qkv", "v"),
-    "encoder.layer.{i}.attention.output.dense.weight": ("blocks.{i}.attn.W_out", "T"),
-    "encoder.layer.{i}.attention.output.dense.bias": ("blocks.{i}.attn.b_out", ""),
-    "encoder.layer.{i}.attention.output.LayerNorm.weight": ("blocks.{i}.ln1.gamma", ""),
-    "encoder.layer.{i}.attention.output.LayerNorm.bias": ("blocks.{i}.ln1.beta", ""),
-    "encoder.layer.{i}.intermediate.dense.weight": ("blocks.{i}.ffn.fc1.W", "T"),
-    "encoder.layer.{i}.intermediate.dense.bias": ("blocks.{i}.ffn.fc1.b", ""),
-    "encoder.layer.{i}.output.dense.weight": ("blocks.{i}.ffn.fc2.W", "T"),
-    "encoder.layer.{i}.output.dense.bias": ("blocks.{i}.ffn.fc2.b", ""),
-    "encoder.layer.{i}.output.LayerNorm.weight": ("blocks.{i}.ln2.gamma", ""),
-    "encoder.layer.{i}.output.LayerNorm.bias": ("blocks.{i}.ln2.beta", ""),
-    "pooler.dense.weight": ("pooler.dense.W", "T"),
-    "pooler.dense.bias": ("pooler.dense.b", ""),
-}
-
-# Stored by Hugging Face but not parameters of the encoder: a buffer of
-# position indices, and the pre-training heads (cls.*), which we do not load.
-HF_IGNORED_PREFIXES = ("embeddings.position_ids", "cls.")
-HF_OPTIONAL = ("pooler.",)      # sentence-transformers models may drop the pooler
-
-REQUIRED_FILES = ("config.json", "vocab.txt", "model.safetensors")
+# The loader lives in npfm.interop.hf_bert; these names are still importable from here.
+_MOVED_TO_INTEROP = ("HF_NAMES", "HF_IGNORED_PREFIXES", "HF_OPTIONAL", "REQUIRED_FILES",
+                     "hf_to_npfm_state", "load_hf_tokenizer")
 
 
-def hf_to_npfm_state(tensors, config: BertConfig, who="checkpoint"):
-    """Our BertModel state dict from Hugging Face's {name: array} (float32).
-
-    Every shape is checked against ``config`` and a mismatch names the key.
-    Returns (state, unused_keys).
-    """
-    if tensors and all(k.startswith("bert.") for k in tensors
-                       if not k.startswith(HF_IGNORED_PREFIXES)):
-        tensors = {k[len("bert."):] if k.startswith("bert.") else k: v for k, v in tensors.items()}
-    expected = _expected_shapes(config)
-    C = config.dim
-    state, unused = {}, []
-    for key, value in tensors.items():
-        rule = _match(key, config.n_layers)
-        if rule is None:
-            if not key.startswith(HF_IGNORED_PREFIXES):
-                unused.append(key)
-            continue
-        ours, how = rule
-        value = np.asarray(value)
-        if not np.issubdtype(value.dtype, np.floating):
-            raise TypeError(f"{who}: weight {key!r} has dtype {value.dtype}; expected floats "
-                            "(F32, F16, BF16 or F64)")
-        value = value.astype(np.float32)
-        target_shape = expected[ours]
-        if how in ("q", "k", "v"):
-            part = "qkv".index(how)
-            if value.ndim == 2:
-                want = (C, C)
-                if value.shape != want:
-                    raise ValueError(f"{who}: weight {key!r} has shape {value.shape}, but "
-                                     f"config.json (hidden_size {C}) implies {want}")
-                dest = state.setdefault(ours, np.zeros(target_shape, np.float32))
-                dest[:, part * C:(part + 1) * C] = value.T
-            else:
-                if value.shape != (C,):
-                    raise ValueError(f"{who}: weight {key!r} has shape {value.shape}, but "
-                                     f"config.json (hidden_size {C}) implies {(C,)}")
-                dest = state.setdefault(ours, np.zeros(target_shape, np.float32))
-                dest[part * C:(part + 1) * C] = value
-            continue
-        if how == "T":
-            value = value.T
-        if value.shape != target_shape:
-            shown = value.T.shape if how == "T" else value.shape
-            want = target_shape[::-1] if how == "T" else target_shape
-            raise ValueError(f"{who}: weight {key!r} has shape {shown}, but config.json "
-                             f"implies {want}")
-        state[ours] = np.ascontiguousarray(value)
-    missing = []
-    for hf_key in _all_hf_keys(config.n_layers):
-        if hf_key not in tensors and not hf_key.startswith(HF_OPTIONAL):
-            missing.append(hf_key)
-    if missing:
-        raise ValueError(f"{who}: missing weights {missing[:4]}{' ...' if len(missing) > 4 else ''}"
-                         f" ({len(missing)} in all) for a {config.n_layers}-layer BERT")
-    return state, unused
-
-
-def _expected_shapes(config):
-    c = config
-    shapes = {"tok_emb.W": (c.vocab_size, c.dim), "seg_emb.W": (c.type_vocab_size, c.dim),
-              "pos.W": (c.max_len, c.dim), "emb_ln.gamma": (c.dim,), "emb_ln.beta": (c.dim,),
-              "pooler.dense.W": (c.dim, c.dim), "pooler.dense.b": (c.dim,)}
-    for i in range(c.n_layers):
-        p = f"blocks.{i}."
-        shapes.update({p + "attn.W_qkv": (c.dim, 3 * c.dim), p + "attn.b_qkv": (3 * c.dim,),
-                       p + "attn.W_out": (c.dim, c.dim), p + "attn.b_out": (c.dim,),
-                       p + "ln1.gamma": (c.dim,), p + "ln1.beta": (c.dim,),
-                       p + "ffn.fc1.W": (c.dim, c.hidden), p + "ffn.fc1.b": (c.hidden,),
-                       p + "ffn.fc2.W": (c.hidden, c.dim), p + "ffn.fc2.b": (c.dim,),
-                       p + "ln2.gamma": (c.dim,), p + "ln2.beta": (c.dim,)})
-    return shapes
-
-
-def _all_hf_keys(n_layers):
-    for pattern in HF_NAMES:
-        if "{i}" in pattern:
-            for i in range(n_layers):
-                yield pattern.format(i=i)
-        else:
-            yield pattern
-
-
-def _match(key, n_layers):
-    """(our name, how) for a Hugging Face key, or None when the table has no entry."""
-    if key in HF_NAMES:
-        return HF_NAMES[key]
-    parts = key.split(".")
-    if len(parts) > 3 and parts[:2] == ["encoder", "layer"] and parts[2].isdigit():
-        i = int(parts[2])
-        pattern = ".".join(["encoder", "layer", "{i}", *parts[3:]])
-        if pattern in HF_NAMES and i < n_layers:
-            ours, how = HF_NAMES[pattern]
-            return ours.format(i=i), how
-        if pattern in HF_NAMES:
-            raise ValueError(f"checkpoint: weight {key!r} belongs to layer {i}, but config.json "
-                             f"says num_hidden_layers = {n_layers}")
-    return None
-
-
-def _read_json(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err})") from None
-
-
-def load_hf_tokenizer(directory):
-    """The WordPiece tokenizer of a Hugging Face BERT directory (vocab.txt and
-    the lower-casing choices of tokenizer_config.json, when present)."""
-    from ..tokenizers.wordpiece import WordPieceTokenizer
-    settings = {}
-    tok_config = os.path.join(directory, "tokenizer_config.json")
-    if os.path.exists(tok_config):
-        d = _read_json(tok_config)
-        settings["lowercase"] = bool(d.get("do_lower_case", True))
-        if d.get("strip_accents") is not None:
-            settings["strip_accents"] = bool(d["strip_accents"])
-    return WordPieceTokenizer.from_vocab_file(os.path.join(directory, "vocab.txt"), **settings)
+def __getattr__(name):
+    if name in _MOVED_TO_INTEROP:
+        from ..interop import hf_bert
+        return getattr(hf_bert, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def from_pretrained(directory, dtype=np.float32):
-    """(BertModel, WordPieceTokenizer) from a Hugging Face BERT-layout directory.
-
-    directory: holds config.json, vocab.txt and model.safetensors (read by
-    ``npfm.safetensors``, no torch needed). Weights are mapped with the one
-    table ``HF_NAMES``; the pre-training heads (cls.*) are not loaded. The
-    model is returned in eval mode. The tokenizer's truncation length is
-    ``model.config.max_len``, or ``max_seq_length`` of a sentence-transformers
-    ``sentence_bert_config.json`` (kept as ``model.max_seq_length``).
-    """
-    from ..safetensors import load_safetensors
-    directory = os.fspath(directory)
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"from_pretrained: {directory!r} is not a directory")
-    missing = [f for f in REQUIRED_FILES if not os.path.isfile(os.path.join(directory, f))]
-    if missing:
-        raise FileNotFoundError(f"from_pretrained: {directory!r} lacks {', '.join(missing)} "
-                                f"(a BERT checkpoint needs {', '.join(REQUIRED_FILES)})")
-    config = BertConfig.from_hf_config(_read_json(os.path.join(directory, "config.json")))
-    tokenizer = load_hf_tokenizer(directory)
-    if tokenizer.vocab_size != config.vocab_size:
-        raise ValueError(f"from_pretrained: vocab.txt has {tokenizer.vocab_size} tokens but "
-                         f"config.json says vocab_size = {config.vocab_size}")
-    weights_path = os.path.join(directory, "model.safetensors")
-    state, unused = hf_to_npfm_state(load_safetensors(weights_path), config, who=weights_path)
-    if unused:
-        warnings.warn(f"from_pretrained: ignored {len(unused)} weights not in the table, "
-                      f"e.g. {unused[0]!r}", stacklevel=2)
-    model = BertModel(config, dtype=dtype)
-    missing_ok = [k for k in model.state_dict() if k not in state]     # the optional pooler
-    if missing_ok:
-        warnings.warn(f"from_pretrained: the checkpoint has no {missing_ok}; they keep their "
-                      "random initialisation (sentence embeddings do not use them)", stacklevel=2)
-    model.load_state_dict(state, strict=False)
-    model.max_seq_length = config.max_len
-    st_config = os.path.join(directory, "sentence_bert_config.json")
-    if os.path.exists(st_config):
-        model.max_seq_length = min(int(_read_json(st_config).get("max_seq_length", config.max_len)),
-                                   config.max_len)
-    return model.eval(), tokenizer
+    """(BertModel, WordPieceTokenizer) from a Hugging Face BERT-layout directory;
+    see ``npfm.interop.hf_bert.from_pretrained``."""
+    from ..interop.hf_bert import from_pretrained as load
+    return load(directory, dtype=dtype)

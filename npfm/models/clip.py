@@ -2,7 +2,7 @@
 
 Two encoders map an image and a caption into one joint space of width E;
 training pulls each image towards its own caption and away from the other
-captions of the batch (``npfm.layers.clip_loss``).
+captions of the batch (``npfm.functional.clip_loss``).
 
 Image tower, a Vision Transformer (ViT), for images (B, S, S, ch):
 

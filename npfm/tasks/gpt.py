@@ -5,6 +5,8 @@ windows of the token stream), its loss (next-token cross-entropy) and its
 metrics (validation loss in nats per token and per byte).
 """
 
+import os
+
 import numpy as np
 from ..checkpoint import load_checkpoint
 from ..nn.cross_entropy import CrossEntropyLoss
@@ -68,10 +70,12 @@ class GPTTask:
 
 def make_tokenizer(kind, corpus, vocab_size):
     from ..tokenizers import BPETokenizer, ByteTokenizer
+    from ..tokenizers.bpe import GPT2_PATTERN
     if kind == "bytes":
         return ByteTokenizer()
     if kind == "bpe":
-        return BPETokenizer.train(corpus.train_text[:BPE_TRAIN_BYTES], vocab_size)
+        return BPETokenizer.train(corpus.train_text[:BPE_TRAIN_BYTES], vocab_size,
+                                  pattern=GPT2_PATTERN)
     raise ValueError(f"unknown tokenizer {kind!r}: choose bytes or bpe")
 
 
@@ -88,8 +92,11 @@ def encode_corpus(tokenizer, corpus, max_bytes=None):
 
 
 def load_model(path):
-    """(GPT, tokenizer) from a checkpoint written by ``npfm train gpt``."""
+    """(GPT, tokenizer) from a checkpoint written by ``npfm train gpt``, or from a
+    Hugging Face GPT-2 directory (config.json, model.safetensors, vocab.json, merges.txt)."""
     from ..tokenizers import tokenizer_from_dict
+    if os.path.isdir(path):
+        return GPT.from_pretrained(path)
     ckpt = load_checkpoint(path, kind="gpt")
     model = GPT(GPTConfig.from_dict(ckpt.config))
     model.load_state_dict(ckpt.model_state)

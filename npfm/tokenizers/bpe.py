@@ -22,14 +22,26 @@ Special tokens (for example ``"<|endoftext|>"``) get the last ids. They are
 never produced by ``encode`` (the text "<|endoftext|>" is encoded as ordinary
 bytes); a program inserts one by its id, ``tokenizer.special_tokens[name]``,
 and ``decode`` writes it back as its name.
+
+GPT-2's own files: ``BPETokenizer.from_gpt2_files("vocab.json", "merges.txt")``
+reads a Hugging Face GPT-2 tokenizer and ``save_gpt2_files(directory)`` writes
+one. Those files spell each token's bytes in GPT-2's printable alphabet
+(``bytes_to_unicode``) and number tokens their own way, kept here as a
+``layout`` (which id each byte, each merge and each special token has).
+With ``pattern=GPT2_PATTERN`` the text is cut exactly as GPT-2 cuts it.
 """
 
 from __future__ import annotations
 
 import heapq
+import json
 import math
+import os
 import re
+import sys
+import unicodedata
 from collections import Counter, defaultdict
+from functools import lru_cache
 
 import numpy as np
 
@@ -48,6 +60,79 @@ SPLIT_PATTERN = (
     r"""|\s+(?!\S)"""              # spaces, leaving the last one for the next word
     r"""|\s+"""                    # trailing spaces
 )
+
+# GPT-2's own pattern, as its tokenizer writes it for the third-party ``regex``
+# module. npfm runs it with Python's ``re`` by spelling each class out as code
+# point ranges (``gpt2_regex``): \p{L} is every character whose Unicode
+# category starts with "L", \p{N} with "N", and \s is Unicode White_Space,
+# which is ``str.isspace`` without U+001C..U+001F (Python counts those four
+# separators as space, ``regex`` and Unicode do not). The classes come from
+# Python's ``unicodedata``, so characters that a newer Unicode assigns (unassigned
+# in this Python) are punctuation here.
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+
+def _class_bodies():
+    """Regex character-class bodies (code point ranges) of GPT-2's letters,
+    numbers and spaces, from one pass over every code point."""
+    ranges = {"L": [], "N": [], "space": []}
+    open_at = {}
+    for cp in range(sys.maxunicode + 2):
+        if cp <= sys.maxunicode:
+            char = chr(cp)
+            kind = "space" if is_gpt2_space(char) else unicodedata.category(char)[0]
+        else:
+            kind = None
+        for name, spans in ranges.items():
+            if kind == name and name not in open_at:
+                open_at[name] = cp
+            elif kind != name and name in open_at:
+                spans.append((open_at.pop(name), cp - 1))
+    return {name: "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
+                          for a, b in spans)
+            for name, spans in ranges.items()}
+
+
+def is_gpt2_space(char):
+    """\\s of GPT-2's pattern: Unicode White_Space."""
+    return char.isspace() and not "\x1c" <= char <= "\x1f"
+
+
+@lru_cache(maxsize=1)
+def gpt2_regex():
+    """GPT2_PATTERN compiled for Python's ``re`` (built once, ~1 s: it classifies
+    every code point)."""
+    bodies = _class_bodies()
+    letter, number, space = bodies["L"], bodies["N"], bodies["space"]
+    return re.compile(
+        rf"""'(?:s|t|re|ve|m|ll|d)| ?[{letter}]+| ?[{number}]+| ?[^{space}{letter}{number}]+"""
+        rf"""|[{space}]+(?![^{space}])|[{space}]+""")
+
+
+def compile_pattern(pattern):
+    """The compiled splitter of a pattern: GPT2_PATTERN or a Python ``re`` pattern."""
+    return gpt2_regex() if pattern == GPT2_PATTERN else re.compile(pattern)
+
+
+@lru_cache(maxsize=1)
+def bytes_to_unicode():
+    """GPT-2's table byte -> printable character, the alphabet of vocab.json and merges.txt.
+
+    The 188 bytes that are printable and not a space stand for themselves
+    ("!".."~", "\u00a1".."\u00ac", "\u00ae".."\u00ff"); the other 68, in byte order,
+    become U+0100, U+0101, ... so that no token string holds a space or a
+    control character (the space byte 0x20 is "\u0120", drawn as "Ġ").
+    """
+    kept = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
+    table, extra = {}, 0
+    for b in range(256):
+        if b in kept:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
 
 # Encoding remembers the tokens of chunks it has seen; past this many the
 # memory is cleared, so encoding a huge text cannot grow it without bound.
@@ -139,38 +224,84 @@ class BPETokenizer(ByteLevelTokenizer):
 
     type = "bpe"
 
-    def __init__(self, merges=(), special_tokens=(), pattern=SPLIT_PATTERN):
+    def __init__(self, merges=(), special_tokens=(), pattern=SPLIT_PATTERN, layout=None):
+        """merges: (a, b) id pairs in rank order; special_tokens: names.
+
+        layout: None for npfm's own ids (byte b is id b, merge k makes id
+        256 + k, special tokens follow), or a dict {"bytes": 256 ids,
+        "merges": the id each merge makes, "special": the id of each special
+        token}, for a vocabulary numbered by someone else (GPT-2's vocab.json).
+        """
         self.merges = [tuple(int(i) for i in pair) for pair in merges]
         self.special_tokens = {}
         self.pattern = pattern
-        self._split = re.compile(pattern)
+        self._split = compile_pattern(pattern)
+        special_tokens = list(special_tokens)
+        if layout is None:
+            byte_ids = list(range(256))
+            merge_ids = [256 + k for k in range(len(self.merges))]
+            special_ids = [256 + len(self.merges) + k for k in range(len(special_tokens))]
+        else:
+            byte_ids = [int(i) for i in layout["bytes"]]
+            merge_ids = [int(i) for i in layout["merges"]]
+            special_ids = [int(i) for i in layout["special"]]
+            if (len(byte_ids), len(merge_ids), len(special_ids)) != (
+                    256, len(self.merges), len(special_tokens)):
+                raise ValueError(f"BPETokenizer: the layout gives {len(byte_ids)} byte ids, "
+                                 f"{len(merge_ids)} merge ids and {len(special_ids)} special ids "
+                                 f"for 256 bytes, {len(self.merges)} merges and "
+                                 f"{len(special_tokens)} special tokens")
+        self.layout = layout
+        self.byte_ids, self.merge_ids = byte_ids, merge_ids
+        size = max([*byte_ids, *merge_ids, *special_ids]) + 1
+        token_bytes = [None] * size
 
-        self.token_bytes = [bytes([i]) for i in range(256)]
+        def place(i, value, what):
+            if not 0 <= i < size:
+                raise ValueError(f"BPETokenizer: {what} has the negative id {i}")
+            if token_bytes[i] is not None and token_bytes[i] != value:
+                raise ValueError(f"BPETokenizer: id {i} is given to both {token_bytes[i]!r} "
+                                 f"and {value!r} ({what})")
+            token_bytes[i] = value
+
+        for b, i in enumerate(byte_ids):
+            place(i, bytes([b]), f"byte {b}")
         self.ranks = {}                                      # (a, b) -> rank k (lower: merged first)
         for k, (a, b) in enumerate(self.merges):
-            new_id = 256 + k
-            if not (0 <= a < new_id and 0 <= b < new_id):
+            made = merge_ids[k]
+            if not (0 <= a < size and 0 <= b < size and token_bytes[a] is not None
+                    and token_bytes[b] is not None):
                 raise ValueError(f"BPETokenizer: merge {k} is {(a, b)}, but a merge may only "
-                                 f"use ids made before it, in [0, {new_id})")
+                                 f"use ids made before it")
             if (a, b) in self.ranks:
                 raise ValueError(f"BPETokenizer: merge {k} repeats the pair {(a, b)}")
             self.ranks[(a, b)] = k
-            self.token_bytes.append(self.token_bytes[a] + self.token_bytes[b])
-        for name in special_tokens:
+            place(made, token_bytes[a] + token_bytes[b], f"merge {k}")
+        for name, i in zip(special_tokens, special_ids):
             if not isinstance(name, str) or not name:
                 raise ValueError(f"BPETokenizer: a special token must be a non-empty str, got {name!r}")
             if name in self.special_tokens:
                 raise ValueError(f"BPETokenizer: special token {name!r} given twice")
-            self.special_tokens[name] = len(self.token_bytes)
-            self.token_bytes.append(name.encode("utf-8"))
+            if token_bytes[i] is not None:
+                raise ValueError(f"BPETokenizer: special token {name!r} has id {i}, "
+                                 f"which {token_bytes[i]!r} already holds")
+            self.special_tokens[name] = i
+            token_bytes[i] = name.encode("utf-8")
+        gaps = [i for i, t in enumerate(token_bytes) if t is None]
+        if gaps:
+            raise ValueError(f"BPETokenizer: ids {gaps[:5]} stand for no token "
+                             f"(the ids must run from 0 to {size - 1} without a gap)")
+        self.token_bytes = token_bytes
         self._cache = {}
 
     @classmethod
-    def train(cls, texts, vocab_size, min_frequency=2, special_tokens=()):
+    def train(cls, texts, vocab_size, min_frequency=2, special_tokens=(), pattern=SPLIT_PATTERN):
         """Learn merges on ``texts`` (a str or an iterable of str) up to ``vocab_size``.
 
         vocab_size counts the 256 bytes, the merges and the special tokens; it
         may come out smaller when fewer pairs occur ``min_frequency`` times.
+        pattern: how text is cut into chunks; GPT2_PATTERN makes a tokenizer
+        that Hugging Face's GPT-2 tokenizer reproduces exactly from its files.
         """
         if isinstance(texts, str):
             texts = [texts]
@@ -182,7 +313,7 @@ class BPETokenizer(ByteLevelTokenizer):
                              f"256 bytes plus {len(special_tokens)} special tokens")
         if min_frequency < 1:
             raise ValueError(f"BPETokenizer.train: min_frequency must be >= 1, got {min_frequency}")
-        split = re.compile(SPLIT_PATTERN)
+        split = compile_pattern(pattern)
         chunk_counts = Counter()
         for text in texts:
             if not isinstance(text, str):
@@ -191,17 +322,18 @@ class BPETokenizer(ByteLevelTokenizer):
         chunk_counts = {chunk.encode("utf-8"): count for chunk, count in chunk_counts.items()}
         n_merges = vocab_size - 256 - len(special_tokens)
         merges = learn_merges(chunk_counts, n_merges, min_frequency)
-        return cls(merges, special_tokens)
+        return cls(merges, special_tokens, pattern)
 
     def _encode_chunk(self, chunk):
         """The ids of one chunk: merge the lowest-ranked pair present until none is left."""
-        tokens = list(chunk.encode("utf-8"))
+        byte_ids, merge_ids = self.byte_ids, self.merge_ids
+        tokens = [byte_ids[b] for b in chunk.encode("utf-8")]
         ranks = self.ranks
         while len(tokens) > 1:
             pair = min(zip(tokens, tokens[1:]), key=lambda p: ranks.get(p, math.inf))
             if pair not in ranks:
                 break
-            tokens = merge_pair(tokens, pair, 256 + ranks[pair])
+            tokens = merge_pair(tokens, pair, merge_ids[ranks[pair]])
         return tokens
 
     def encode(self, text):
@@ -222,10 +354,14 @@ class BPETokenizer(ByteLevelTokenizer):
         return np.array(ids, dtype=np.int32)  # (T,)
 
     def to_dict(self):
-        return {"type": self.type,
-                "merges": [list(pair) for pair in self.merges],
-                "special_tokens": list(self.special_tokens),
-                "pattern": self.pattern}
+        d = {"type": self.type,
+             "merges": [list(pair) for pair in self.merges],
+             "special_tokens": list(self.special_tokens),
+             "pattern": self.pattern}
+        if self.layout is not None:
+            d["layout"] = {"bytes": list(self.byte_ids), "merges": list(self.merge_ids),
+                           "special": list(self.special_tokens.values())}
+        return d
 
     @classmethod
     def from_dict(cls, d):
@@ -235,7 +371,93 @@ class BPETokenizer(ByteLevelTokenizer):
         merges = d["merges"]
         if not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in merges):
             raise ValueError("BPETokenizer.from_dict: 'merges' must be a list of [a, b] id pairs")
-        return cls(merges, d.get("special_tokens", ()), d.get("pattern", SPLIT_PATTERN))
+        return cls(merges, d.get("special_tokens", ()), d.get("pattern", SPLIT_PATTERN),
+                   d.get("layout"))
+
+    # ----- GPT-2's files: vocab.json and merges.txt ---------------------------------
+
+    @classmethod
+    def from_gpt2_files(cls, vocab_path, merges_path):
+        """The tokenizer of a GPT-2 style ``vocab.json`` + ``merges.txt``.
+
+        vocab.json maps each token, spelled in ``bytes_to_unicode``'s alphabet,
+        to its id; merges.txt lists the merges by rank, one "a b" per line
+        after a "#version" line. A token that is neither a byte nor made by a
+        merge (GPT-2's "<|endoftext|>") is a special token: never produced by
+        ``encode``, decoded as its name. Text is cut with GPT2_PATTERN, and
+        each chunk merged by rank exactly as GPT-2's tokenizer does. Every
+        problem raises a ValueError naming the file.
+        """
+        try:
+            with open(vocab_path, encoding="utf-8") as f:
+                vocab = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{vocab_path} is not valid JSON ({err})") from None
+        if not isinstance(vocab, dict) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in vocab.values()):
+            raise ValueError(f"{vocab_path}: expected a JSON object of token -> integer id")
+        ids = sorted(vocab.values())
+        if ids != list(range(len(ids))):
+            raise ValueError(f"{vocab_path}: the ids must be 0 .. {len(ids) - 1}, each once")
+        missing = [b for b in range(256) if bytes_to_unicode()[b] not in vocab]
+        if missing:
+            raise ValueError(f"{vocab_path}: {len(missing)} of the 256 byte tokens are missing "
+                             f"(e.g. byte {missing[0]}, {bytes_to_unicode()[missing[0]]!r}); a "
+                             "byte-level vocabulary holds every byte")
+        byte_ids = [vocab[bytes_to_unicode()[b]] for b in range(256)]
+        merges, merge_ids = [], []
+        with open(merges_path, encoding="utf-8") as f:
+            lines = f.read().split("\n")
+        for number, line in enumerate(lines, start=1):
+            if not line or (number == 1 and line.startswith("#version")):
+                continue
+            parts = line.split(" ")
+            if len(parts) != 2 or not all(parts):
+                raise ValueError(f"{merges_path}: line {number} is {line!r}, not two tokens "
+                                 "separated by one space")
+            a, b = parts
+            for token in (a, b, a + b):
+                if token not in vocab:
+                    raise ValueError(f"{merges_path}: line {number} ({line!r}) uses {token!r}, "
+                                     f"which {os.path.basename(vocab_path)} lacks")
+            merges.append((vocab[a], vocab[b]))
+            merge_ids.append(vocab[a + b])
+        made = set(byte_ids) | set(merge_ids)
+        specials = sorted((i, token) for token, i in vocab.items() if i not in made)
+        layout = {"bytes": byte_ids, "merges": merge_ids, "special": [i for i, _ in specials]}
+        return cls(merges, [t for _, t in specials], GPT2_PATTERN, layout)
+
+    def gpt2_token(self, i):
+        """Token i as vocab.json spells it: its bytes in GPT-2's alphabet (a special
+        token by its name)."""
+        table = bytes_to_unicode()
+        return "".join(table[b] for b in self.token_bytes[i])
+
+    def save_gpt2_files(self, directory):
+        """Write ``vocab.json`` and ``merges.txt`` into ``directory``; returns their paths.
+
+        The ids are this tokenizer's own, so a model's embedding rows keep
+        their meaning. Hugging Face's GPT-2 tokenizer then encodes as this one
+        does when the pattern is GPT2_PATTERN (see ``from_gpt2_files``).
+        """
+        names = {i: name for name, i in self.special_tokens.items()}
+        vocab = {}
+        for i in range(self.vocab_size):
+            token = names.get(i) or self.gpt2_token(i)
+            if token in vocab:
+                raise ValueError(f"BPETokenizer: ids {vocab[token]} and {i} are both spelled "
+                                 f"{token!r}; vocab.json cannot hold both")
+            vocab[token] = i
+        os.makedirs(directory, exist_ok=True)
+        vocab_path = os.path.join(directory, "vocab.json")
+        merges_path = os.path.join(directory, "merges.txt")
+        with open(vocab_path, "w", encoding="utf-8") as f:
+            json.dump(vocab, f, ensure_ascii=False)
+        with open(merges_path, "w", encoding="utf-8") as f:
+            f.write("#version: 0.2\n")
+            for a, b in self.merges:
+                f.write(f"{self.gpt2_token(a)} {self.gpt2_token(b)}\n")
+        return vocab_path, merges_path
 
     def __repr__(self):
         return (f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, "
