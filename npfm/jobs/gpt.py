@@ -65,6 +65,16 @@ class GPTTask:
         self.model.backward(cross_entropy_backward(1.0, cache))
         return loss, x.size
 
+    def loss_sum_and_backward(self, batch):
+        """For gradient accumulation: (loss summed over the counted targets, their
+        number, tokens), leaving the gradient of the sum (not of the mean)."""
+        x, y = batch
+        logits = self.model.forward(x)                              # (B, T, V)
+        loss, cache = cross_entropy_forward(logits, y)
+        n = int(np.count_nonzero(y != -100))                        # cross_entropy's ignore_index
+        self.model.backward(cross_entropy_backward(float(n), cache))  # dloss = n: d(sum)
+        return float(loss) * n, n, x.size
+
     def evaluate(self):
         losses = [float(cross_entropy_forward(self.model.forward(x), y)[0]) for x, y in self.eval_set]
         val = float(np.mean(losses))
@@ -104,6 +114,9 @@ def add_commands(sub, train_models):
     p.add_argument("--vocab-size", type=int, default=1024, help="BPE vocabulary size")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--grad-accum", type=int, default=1, metavar="K",
+                   help="accumulate K micro-batches of --batch-size per step (the update of "
+                        "a batch K times larger)")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--context", type=int, default=None, help="override the preset's context")
     p.add_argument("--dropout", type=float, default=None)
@@ -138,6 +151,8 @@ def train_command(args):
     from ..data.corpus import load_corpus
     from ..tokenizers import tokenizer_from_dict
     defaults = JOB_DEFAULTS[args.preset]
+    if args.grad_accum < 1:
+        raise ValueError(f"--grad-accum must be at least 1, got {args.grad_accum}")
     steps = args.steps or defaults["steps"]
     init_ckpt = load_checkpoint(args.init, kind="gpt") if args.init else None
     resume_ckpt = None
@@ -170,7 +185,8 @@ def train_command(args):
                    val_bytes_per_token=bytes_per_token)
     cfg = TrainConfig(steps=steps, lr=args.lr or defaults["lr"], min_lr=(args.lr or defaults["lr"]) / 10,
                       warmup=min(100, steps // 10), eval_every=args.eval_every or defaults["eval_every"],
-                      checkpoint_every=args.eval_every or defaults["eval_every"], seed=args.seed)
+                      checkpoint_every=args.eval_every or defaults["eval_every"], seed=args.seed,
+                      grad_accum=args.grad_accum)
     result = train(task, cfg, args.out, resume=args.resume, init=args.init)
     ev = result.last_eval
     print(f"\nvalidation loss {ev['val_loss']:.4f} nats/token = {ev['val_nats_per_byte']:.4f} nats/byte "
