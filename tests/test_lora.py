@@ -51,6 +51,9 @@ def test_lora_frozen_base_gets_no_gradient():
     layer.backward(rng.standard_normal((5, 4)))
     assert not layer.W.grad.any() and not layer.b.grad.any()
     assert layer.A.grad.any() and layer.B.grad.any()
+    report = check_module(layer, rng.standard_normal((2, 3)))            # frozen: not checked
+    assert report.passed and [r.name for r in report.rows] == ["input[0]", "A", "B"], str(report)
+    assert not layer.W.trainable and layer.W.dtype == np.float64          # astype keeps the flag
 
 
 @settings(max_examples=20, deadline=None)
