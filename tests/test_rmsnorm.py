@@ -90,3 +90,16 @@ def test_rmsnorm_against_torch():
     np.testing.assert_allclose(y, ref(xt).detach().numpy(), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-11, atol=1e-13)
     np.testing.assert_allclose(dgamma, ref.weight.grad.numpy(), rtol=1e-11, atol=1e-13)
+
+
+def test_rmsnorm_matches_hugging_face_llama():
+    """LlamaRMSNorm normalises in float32 whatever the input: agreement to float32 rounding."""
+    torch = pytest.importorskip("torch")
+    llama = pytest.importorskip("transformers.models.llama.modeling_llama")
+    rng = np.random.default_rng(8)
+    x, gamma = rng.standard_normal((2, 3, 8)) * 5, rng.standard_normal(8)
+    ref = llama.LlamaRMSNorm(8, eps=1e-5).double()
+    with torch.no_grad():
+        ref.weight.copy_(torch.tensor(gamma))
+    ours, _ = rmsnorm_forward(x, gamma, eps=1e-5)
+    np.testing.assert_allclose(ours, ref(torch.tensor(x)).detach().numpy(), rtol=1e-6, atol=1e-6)

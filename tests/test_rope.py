@@ -121,3 +121,23 @@ def test_rope_against_a_torch_rotate_half():
     y, cache = rope_forward(x, offset=offset, base=base)
     np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(rope_backward(dy, cache), xt.grad.numpy(), rtol=1e-12, atol=1e-13)
+
+
+def test_rope_matches_hugging_face_llama():
+    """transformers' own LlamaRotaryEmbedding and apply_rotary_pos_emb (which compute
+    the angles in float32: agreement to float32 rounding of angles up to ~T + offset)."""
+    torch = pytest.importorskip("torch")
+    llama = pytest.importorskip("transformers.models.llama.modeling_llama")
+    from transformers import LlamaConfig
+    B, H, T, D, offset = 2, 4, 5, 16, 37
+    config = LlamaConfig(hidden_size=H * D, num_attention_heads=H, rope_theta=500000.0,
+                         max_position_embeddings=64)
+    rotary = llama.LlamaRotaryEmbedding(config)
+    rng = np.random.default_rng(6)
+    q, k = rng.standard_normal((B, H, T, D)), rng.standard_normal((B, H, T, D))
+    positions = torch.arange(offset, offset + T)[None].expand(B, T)
+    cos, sin = rotary(torch.tensor(q), positions)
+    q_hf, k_hf = llama.apply_rotary_pos_emb(torch.tensor(q), torch.tensor(k), cos, sin)
+    for ours, theirs in ((rope_forward(q, offset, 500000.0)[0], q_hf),
+                         (rope_forward(k, offset, 500000.0)[0], k_hf)):
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-5, atol=1e-5)

@@ -86,3 +86,21 @@ def test_swiglu_against_torch():
     np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12, atol=1e-13)
     for ours, t in zip(swiglu_backward(dy, cache), (xt, *Wt)):
         np.testing.assert_allclose(ours, t.grad.numpy(), rtol=1e-11, atol=1e-12)
+
+
+def test_swiglu_matches_hugging_face_llama_mlp():
+    """LlamaMLP: down_proj(silu(gate_proj(x)) * up_proj(x)); torch weights are (out, in)."""
+    torch = pytest.importorskip("torch")
+    llama = pytest.importorskip("transformers.models.llama.modeling_llama")
+    from transformers import LlamaConfig
+    C, F = 8, 12
+    mlp = llama.LlamaMLP(LlamaConfig(hidden_size=C, intermediate_size=F, num_attention_heads=2,
+                                         num_key_value_heads=2)).double()
+    rng = np.random.default_rng(7)
+    ffn = SwiGLU(C, F, std=0.3, rng=rng, dtype=np.float64)
+    with torch.no_grad():
+        mlp.gate_proj.weight.copy_(torch.tensor(ffn.W_gate.data.T))
+        mlp.up_proj.weight.copy_(torch.tensor(ffn.W_up.data.T))
+        mlp.down_proj.weight.copy_(torch.tensor(ffn.W_down.data.T))
+    x = rng.standard_normal((2, 3, C))
+    np.testing.assert_allclose(ffn(x), mlp(torch.tensor(x)).detach().numpy(), rtol=1e-12, atol=1e-13)
