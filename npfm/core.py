@@ -25,15 +25,19 @@ class Parameter:
     ``data`` and ``grad`` always have the same shape and dtype. ``decay`` says
     whether AdamW's weight decay applies: by default only to matrices
     (ndim >= 2); embeddings and LayerNorm pass ``decay=False``.
+    ``trainable`` False freezes the Parameter: optimizers leave it unchanged
+    (no update, no decay), ``param_groups`` and ``clip_grad_norm`` skip it, and
+    a Module may skip computing its gradient (LoRA freezes the wrapped weight).
     """
 
-    def __init__(self, data, decay=None):
+    def __init__(self, data, decay=None, trainable=True):
         data = np.asarray(data)
         if not np.issubdtype(data.dtype, np.floating):
             raise TypeError(f"Parameter data must be a float array, got dtype {data.dtype}")
         self.data = data
         self.grad = np.zeros_like(data)
         self.decay = data.ndim >= 2 if decay is None else bool(decay)
+        self.trainable = bool(trainable)
 
     @property
     def shape(self):

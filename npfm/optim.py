@@ -71,6 +71,8 @@ class Optimizer:
         """Update every Parameter in place from its ``.grad`` (grads are left as they are)."""
         self.t += 1
         for i, (p, group) in enumerate(self._each_param()):
+            if not p.trainable:                 # frozen (e.g. the base weight under LoRA)
+                continue
             if p.grad.shape != p.data.shape:
                 raise ValueError(f"{type(self).__name__}.step: parameter {i} has grad of shape "
                                  f"{p.grad.shape} but data of shape {p.data.shape}")
@@ -237,6 +239,7 @@ def param_groups(module_or_named_params, weight_decay):
     shrink rare tokens for nothing.
 
     module_or_named_params: a Module, or (name, Parameter) pairs, or Parameters.
+    Frozen Parameters (``p.trainable`` False) are left out.
     Returns a list of group dicts for an optimizer; empty groups are dropped.
     """
     weight_decay = _number(weight_decay, "weight_decay", "param_groups")
@@ -250,7 +253,7 @@ def param_groups(module_or_named_params, weight_decay):
         if not isinstance(p, Parameter):
             raise TypeError(f"param_groups: expected Parameters or (name, Parameter) pairs, "
                             f"got {type(p).__name__}")
-        if id(p) in seen:
+        if id(p) in seen or not p.trainable:     # frozen Parameters get no optimizer state
             continue
         seen.add(id(p))
         (decay if p.decay else no_decay).append(p)
@@ -269,7 +272,8 @@ def clip_grad_norm(params, max_norm):
     factor for all grads keeps the update's direction.) The sum is accumulated
     in float64 so that a float32 model does not lose it to rounding.
 
-    params: Parameters (or a Module). Returns the norm *before* clipping as a
+    params: Parameters (or a Module); frozen ones (``p.trainable`` False) are
+    neither counted nor scaled. Returns the norm *before* clipping as a
     Python float. A non-finite norm (a NaN or inf gradient) is returned and
     nothing is scaled: scaling would spread the NaN to every grad, and the
     caller should decide (typically: skip this step and report it).
@@ -281,7 +285,8 @@ def clip_grad_norm(params, max_norm):
     for p in params:
         if not isinstance(p, Parameter):
             raise TypeError(f"clip_grad_norm: expected Parameters, got {type(p).__name__}")
-        grads.append(p.grad)
+        if p.trainable:                         # a frozen Parameter's grad is never used
+            grads.append(p.grad)
     total_sq = 0.0
     for g in grads:
         g64 = g.astype(np.float64, copy=False).ravel()

@@ -21,12 +21,27 @@ A task is any object with these members (see ``npfm.models.gpt.GPTTask``):
     extra()               JSON-able extras for the checkpoint (tokenizer, ...)
     train_batch(rng)      a batch drawn with ``rng`` (a np.random.Generator)
     loss_and_backward(b)  -> (loss, n_items); leaves gradients in the Parameters
+    loss_sum_and_backward(b)  optional, for gradient accumulation: -> (loss_sum,
+                          n_targets, n_items), the loss summed (not averaged) over
+                          the batch's n_targets counted targets, and its gradient
     evaluate()            -> {"val_loss": ..., ...}, deterministic, in eval mode
     after_step()          optional, called after each optimizer step
 
 Resuming restores the model, the optimizer, the step and both random
 generators (batches and dropout), so a resumed run reproduces exactly the
 losses of an uninterrupted one.
+
+Gradient accumulation (``grad_accum = K``) draws K micro-batches per step
+and makes the update of one batch K times larger. The large batch's loss is
+the mean over *all* its counted targets, L = (sum_k S_k) / (sum_k n_k), with
+S_k the summed loss and n_k the counted targets of micro-batch k; the mean of
+the K micro-batch means would weight a target of a sparse micro-batch more.
+So each micro-batch leaves the gradient of its sum S_k, and the loop divides
+the accumulated gradients by N = sum_k n_k once, before clipping. A task
+without ``loss_sum_and_backward`` gives each micro-batch's mean the weight
+1 / K: the same thing when every micro-batch counts as many targets, but not
+a larger batch for a loss that is not a sum over targets (CLIP's contrastive
+loss draws its negatives from one micro-batch).
 """
 
 from __future__ import annotations
@@ -64,6 +79,12 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 200
     seed: int = 0
+    grad_accum: int = 1
+
+    def __post_init__(self):
+        k = self.grad_accum
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"grad_accum (--grad-accum) must be an integer >= 1, got {k!r}")
 
     def to_dict(self):
         return asdict(self)
@@ -180,9 +201,12 @@ def train(task, config: TrainConfig, out_dir, resume=False, init=None, stream=No
         for step in range(start, config.steps):
             lr = warmup_cosine(step, config.lr, config.warmup, config.steps, config.min_lr)
             optimizer.set_lr(lr)
-            batch = task.train_batch(batch_rng)
             model.zero_grad()
-            loss, n_items = task.loss_and_backward(batch)
+            if config.grad_accum == 1:
+                batch = task.train_batch(batch_rng)
+                loss, n_items = task.loss_and_backward(batch)
+            else:
+                loss, n_items = accumulate_gradients(task, batch_rng, config.grad_accum, params)
             loss = float(loss)
             if not math.isfinite(loss):
                 raise FloatingPointError(
@@ -223,6 +247,30 @@ def train(task, config: TrainConfig, out_dir, resume=False, init=None, stream=No
         write_loss_curve(history, os.path.join(out_dir, CURVE_NAME), title=f"{task.kind} training")
     return TrainResult(step=config.steps, history=history, last_eval=last_eval, out_dir=out_dir,
                        seconds=time.perf_counter() - t0)
+
+
+def accumulate_gradients(task, rng, k, params):
+    """Backward through ``k`` micro-batches drawn with ``rng``, leaving in ``params``
+    the gradient of the mean loss over all their counted targets.
+
+    Returns (that mean loss, the items processed). The grads must be zero on entry.
+    """
+    sums = hasattr(task, "loss_sum_and_backward")
+    total, count, items = 0.0, 0, 0
+    for _ in range(k):
+        batch = task.train_batch(rng)
+        if sums:
+            loss_sum, n_targets, n_items = task.loss_sum_and_backward(batch)
+        else:
+            (loss_sum, n_items), n_targets = task.loss_and_backward(batch), 1
+        total += float(loss_sum)
+        count += int(n_targets)
+        items += int(n_items)
+    if count == 0:               # every target ignored: nothing to learn, grads stay 0
+        return 0.0, items
+    for p in params:
+        p.grad *= 1.0 / count    # a Python float keeps float32 grads float32
+    return total / count, items
 
 
 def write_loss_curve(history, path, title=""):

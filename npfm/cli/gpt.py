@@ -26,6 +26,9 @@ def add_commands(sub, train_models):
     p.add_argument("--vocab-size", type=int, default=1024, help="BPE vocabulary size")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--grad-accum", type=int, default=1, metavar="K",
+                   help="accumulate K micro-batches of --batch-size per step (the update of "
+                        "a batch K times larger)")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--context", type=int, default=None, help="override the preset's context")
     p.add_argument("--dropout", type=float, default=None)
@@ -60,6 +63,8 @@ def train_command(args):
     from ..data.corpus import load_corpus
     from ..tokenizers import tokenizer_from_dict
     defaults = JOB_DEFAULTS[args.preset]
+    if args.grad_accum < 1:
+        raise ValueError(f"--grad-accum must be at least 1, got {args.grad_accum}")
     steps = args.steps or defaults["steps"]
     init_ckpt = load_checkpoint(args.init, kind="gpt") if args.init else None
     resume_ckpt = None
@@ -92,7 +97,8 @@ def train_command(args):
                    val_bytes_per_token=bytes_per_token)
     cfg = TrainConfig(steps=steps, lr=args.lr or defaults["lr"], min_lr=(args.lr or defaults["lr"]) / 10,
                       warmup=min(100, steps // 10), eval_every=args.eval_every or defaults["eval_every"],
-                      checkpoint_every=args.eval_every or defaults["eval_every"], seed=args.seed)
+                      checkpoint_every=args.eval_every or defaults["eval_every"], seed=args.seed,
+                      grad_accum=args.grad_accum)
     result = train(task, cfg, args.out, resume=args.resume, init=args.init)
     ev = result.last_eval
     print(f"\nvalidation loss {ev['val_loss']:.4f} nats/token = {ev['val_nats_per_byte']:.4f} nats/byte "

@@ -24,9 +24,14 @@ from .erf import erf, erfc
 from .l2_normalize import l2_normalize_backward, l2_normalize_forward
 from .layernorm import layernorm_backward, layernorm_forward
 from .linear import linear_backward, linear_forward
+from .lora import lora_backward, lora_forward
 from .positional import (positional_embedding_backward, positional_embedding_forward,
                          sinusoidal_positions)
+from .rmsnorm import rmsnorm_backward, rmsnorm_forward
+from .rope import rope_backward, rope_forward, rope_tables, rotate_half
+from .silu import silu_backward, silu_forward
 from .softmax import log_softmax, softmax_backward, softmax_forward
+from .swiglu import swiglu_backward, swiglu_forward
 
 __all__ = [
     "linear_forward", "linear_backward",
@@ -40,4 +45,7 @@ __all__ = [
     "attention_forward", "attention_backward", "attention_weights", "causal_mask",
     "cross_entropy_forward", "cross_entropy_backward",
     "l2_normalize_forward", "l2_normalize_backward", "clip_loss_forward", "clip_loss_backward",
+    "rmsnorm_forward", "rmsnorm_backward", "rope_forward", "rope_backward", "rope_tables",
+    "rotate_half", "silu_forward", "silu_backward", "swiglu_forward", "swiglu_backward",
+    "lora_forward", "lora_backward",
 ]

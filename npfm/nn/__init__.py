@@ -13,12 +13,17 @@ from .embedding import Embedding
 from .feedforward import FeedForward
 from .layernorm import LayerNorm
 from .linear import Linear
+from .lora import LoRALinear, add_lora, merge_lora
 from .positional import PositionalEmbedding, SinusoidalPositionalEncoding
+from .rmsnorm import RMSNorm
+from .rope import RoPE
+from .silu import SiLU
 from .softmax import Softmax
+from .swiglu import SwiGLU
 
 __all__ = [
     "Module", "Parameter", "Linear", "Embedding", "PositionalEmbedding",
     "SinusoidalPositionalEncoding", "LayerNorm", "GELU", "ReLU", "Tanh", "Softmax", "Dropout",
     "MultiHeadAttention", "KVCache", "FeedForward", "TransformerBlock", "CrossEntropyLoss",
-    "CLIPLoss",
+    "CLIPLoss", "RMSNorm", "RoPE", "SiLU", "SwiGLU", "LoRALinear", "add_lora", "merge_lora",
 ]

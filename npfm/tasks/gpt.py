@@ -62,6 +62,15 @@ class GPTTask:
         self.model.backward(self.loss.backward())
         return loss, x.size
 
+    def loss_sum_and_backward(self, batch):
+        """For gradient accumulation: (loss summed over the counted targets, their
+        number, tokens), leaving the gradient of the sum (not of the mean)."""
+        x, y = batch
+        loss = self.loss(self.model.forward(x), y)                  # mean over counted targets
+        n = self.loss.count
+        self.model.backward(self.loss.backward(float(n)))           # dloss = n: d(sum)
+        return float(loss) * n, n, x.size
+
     def evaluate(self):
         losses = [float(self.loss(self.model.forward(x), y)) for x, y in self.eval_set]
         val = float(np.mean(losses))
