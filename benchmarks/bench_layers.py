@@ -17,8 +17,10 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 from _timing import best_of_pair, row, torch_or_none  # noqa: E402
 
-from npfm.functional import (attention_backward, attention_forward, causal_mask,  # noqa: E402
-                             gelu_backward, gelu_forward, layernorm_backward, layernorm_forward)
+from npfm.fast.activations import gelu_backward, gelu_forward  # noqa: E402  (the fast floor)
+from npfm.fast.attention import attention_backward, attention_forward  # noqa: E402
+from npfm.fast.layernorm import layernorm_backward, layernorm_forward  # noqa: E402
+from npfm.functional import causal_mask  # noqa: E402
 from npfm.nn import TransformerBlock  # noqa: E402
 
 B, T, C, H = 16, 128, 256, 8

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from npfm.tasks.bert import minilm_dir, rank_by_similarity
+from npfm.interop.hf_bert import HF_NAMES, from_pretrained
 from npfm.models.bert import (
-    HF_NAMES, BertConfig, BertModel, encode_texts, from_pretrained, mean_pool,
+    BertConfig, BertModel, encode_texts, mean_pool,
     sentence_embeddings,
 )
 from npfm.safetensors import save_safetensors

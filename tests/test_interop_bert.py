@@ -68,15 +68,6 @@ def test_export_then_load_gives_the_same_model(tmp_path, dtype):
     np.testing.assert_allclose(encoder(*x), model.bert(*x), rtol=1e-6, atol=1e-6)
 
 
-def test_moved_names_are_still_importable_from_models_bert():
-    from npfm.models import bert
-    from npfm.models.bert import HF_NAMES, from_pretrained, hf_to_npfm_state  # noqa: F401
-    assert bert.HF_NAMES is hf_bert.HF_NAMES
-    assert bert.hf_to_npfm_state is hf_bert.hf_to_npfm_state
-    with pytest.raises(AttributeError):
-        bert.no_such_name  # noqa: B018
-
-
 def test_state_to_hf_inverts_hf_to_npfm_state():
     model = random_bert()
     hf = state_to_hf(model.state_dict(), TINY)

@@ -65,10 +65,10 @@ def test_export_then_load_gives_the_same_model(tmp_path, dtype):
     assert load_safetensors(tmp_path / "model.safetensors")["transformer.wte.weight"].dtype == dtype
 
 
-def test_from_pretrained_is_load_gpt2(tmp_path):
+def test_load_gpt2_reads_an_exported_directory(tmp_path):
     model = random_gpt()
     export_gpt2(model, ByteTokenizer(), tmp_path)
-    loaded, tok = GPT.from_pretrained(tmp_path)
+    loaded, tok = load_gpt2(tmp_path)
     np.testing.assert_array_equal(tok.encode("héllo"), ByteTokenizer().encode("héllo"))
     ids = ids_for(TINY)
     np.testing.assert_array_equal(loaded.forward(ids), model.eval().forward(ids))
@@ -219,7 +219,7 @@ def test_transformers_gpt2_loads_in_npfm_with_equal_logits_and_gradients(tmp_pat
     hf, _ = hf_tiny(tmp_path)
     if dtype == np.float64:
         hf = hf.double()
-    ours, _ = GPT.from_pretrained(tmp_path, dtype=dtype)
+    ours, _ = load_gpt2(tmp_path, dtype=dtype)
     ids = ids_for(ours.config)
     theirs = hf(torch.tensor(ids)).logits                        # (B, T, V)
     logits = ours.forward(ids)
@@ -288,7 +288,7 @@ def test_a_real_gpt2_directory_loads_and_generates(capsys):
     directory = os.environ.get("NPFM_GPT2_DIR")
     if not directory:
         pytest.skip("set NPFM_GPT2_DIR to a Hugging Face GPT-2 directory to run this")
-    model, tok = GPT.from_pretrained(directory)
+    model, tok = load_gpt2(directory)
     assert tok.vocab_size == model.config.vocab_size == 50257
     text = "Hello world, it's 2024!  \n\n  Ünïcödé 🙂"
     ids = tok.encode(text)

@@ -19,7 +19,8 @@ directory given with ``--model``.
 import os
 import numpy as np
 from ..checkpoint import load_checkpoint
-from ..models.bert import PRESETS, BertConfig, BertForPreTraining, BertForSequenceClassification, BertForTokenClassification, from_pretrained, preset, sentence_embeddings
+from ..interop.hf_bert import from_pretrained
+from ..models.bert import PRESETS, BertConfig, BertForPreTraining, BertForSequenceClassification, BertForTokenClassification, preset, sentence_embeddings
 from ..train import TrainConfig, train
 from ..tasks.bert import BertFinetuneTask, BertPretrainTask, PRETRAIN_KIND, TASKS, _set_dropout, fill_mask, load_documents, load_encoder_from_pretraining, load_sentence_model, load_task_data, majority_accuracy, rank_by_similarity, resolve_model_dir, split_for_pretraining, task_arrays, train_tokenizer
 

@@ -453,21 +453,3 @@ def sentence_embeddings(model: BertModel, tokenizer, sentences, max_len=None, ba
 
 
 # ----- loading a Hugging Face checkpoint -----------------------------------------------------
-
-# The loader lives in npfm.interop.hf_bert; these names are still importable from here.
-_MOVED_TO_INTEROP = ("HF_NAMES", "HF_IGNORED_PREFIXES", "HF_OPTIONAL", "REQUIRED_FILES",
-                     "hf_to_npfm_state", "load_hf_tokenizer")
-
-
-def __getattr__(name):
-    if name in _MOVED_TO_INTEROP:
-        from ..interop import hf_bert
-        return getattr(hf_bert, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def from_pretrained(directory, dtype=np.float32):
-    """(BertModel, WordPieceTokenizer) from a Hugging Face BERT-layout directory;
-    see ``npfm.interop.hf_bert.from_pretrained``."""
-    from ..interop.hf_bert import from_pretrained as load
-    return load(directory, dtype=dtype)

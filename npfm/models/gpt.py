@@ -81,12 +81,6 @@ class GPT(DecoderStack):
         self.drop = Dropout(c.dropout)
         self.build_stack(c.dim, c.n_layers, c.n_heads, c.hidden, c.context, rng, dtype, c.dropout)
 
-    @classmethod
-    def from_pretrained(cls, directory, dtype=np.float32):
-        """A Hugging Face GPT-2 directory -> (GPT, tokenizer); see npfm.interop.hf_gpt2."""
-        from ..interop.hf_gpt2 import load_gpt2
-        return load_gpt2(directory, dtype=dtype)
-
     def _check(self, ids, offset, who):
         ids = check_ids(ids, self.config.vocab_size, who=who)
         if ids.ndim != 2 or 0 in ids.shape:

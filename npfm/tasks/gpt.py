@@ -10,6 +10,7 @@ import os
 import numpy as np
 from ..checkpoint import load_checkpoint
 from ..nn.cross_entropy import CrossEntropyLoss
+from ..interop.hf_gpt2 import load_gpt2
 from ..models.gpt import GPT, GPTConfig
 
 BPE_TRAIN_BYTES = 1_000_000        # the BPE vocabulary is learned from the first MB
@@ -105,7 +106,7 @@ def load_model(path):
     Hugging Face GPT-2 directory (config.json, model.safetensors, vocab.json, merges.txt)."""
     from ..tokenizers import tokenizer_from_dict
     if os.path.isdir(path):
-        return GPT.from_pretrained(path)
+        return load_gpt2(path)
     ckpt = load_checkpoint(path, kind="gpt")
     model = GPT(GPTConfig.from_dict(ckpt.config))
     model.load_state_dict(ckpt.model_state)
