@@ -57,6 +57,23 @@ def _pairs(rng):
                           [q, k, v], ["q", "k", "v"], mask=mask)
     yield from _pair_rows("attention (causal)", F.attention_forward, F.attention_backward,
                           [q, k, v], ["q", "k", "v"], mask=F.causal_mask(4))
+    kg, vg = rng.standard_normal((2, 1, 4, 3)), rng.standard_normal((2, 1, 4, 3))
+    yield from _pair_rows("attention (grouped-query)", F.attention_forward, F.attention_backward,
+                          [q, kg, vg], ["q", "k", "v"], mask=F.causal_mask(4))
+    yield from _pair_rows("rmsnorm", F.rmsnorm_forward, F.rmsnorm_backward,
+                          [x, rng.standard_normal(5)], ["x", "gamma"])
+    yield from _pair_rows("silu", F.silu_forward, lambda dy, c: (F.silu_backward(dy, c),), [x], ["x"])
+    rx = rng.standard_normal((2, 4, 6))
+    yield from _pair_rows("rope (offset 3)", lambda x: F.rope_forward(x, offset=3),
+                          lambda dy, c: (F.rope_backward(dy, c),), [rx], ["x"])
+    yield from _pair_rows("swiglu", F.swiglu_forward, F.swiglu_backward,
+                          [x, rng.standard_normal((5, 7)), rng.standard_normal((5, 7)),
+                           rng.standard_normal((7, 5))], ["x", "W1", "W3", "W2"])
+    yield from _pair_rows("lora", lambda x, W, b, A, B: F.lora_forward(x, W, b, A, B, 0.5),
+                          F.lora_backward,
+                          [x, rng.standard_normal((5, 4)), rng.standard_normal(4),
+                           rng.standard_normal((5, 2)), rng.standard_normal((2, 4))],
+                          ["x", "W", "b", "A", "B"])
     targets = np.array([[0, 4, -100], [2, 2, 1]])
     yield from _pair_rows("cross_entropy", lambda z: F.cross_entropy_forward(z, targets),
                           lambda dy, c: (F.cross_entropy_backward(dy, c),),
