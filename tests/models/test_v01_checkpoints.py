@@ -1,0 +1,59 @@
+"""Checkpoints written by npfm 0.1 (before the two floors and the one decoder stack)
+still load and compute what they computed then.
+
+tests/data/v0.1/ holds tiny checkpoints of each model written by npfm 0.1's own
+commands (`npfm train gpt/clip/dalle/bert --preset tiny`, a few steps), and
+outputs_v0.1.npz the outputs npfm 0.1 computed from them on fixed inputs. The
+CLIP checkpoint names its text tower's final LayerNorm `text.ln_final`; today
+it is the decoder stack's `text.ln_f`, read through CLIP's table of legacy names.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+from npfm.cli import main
+from npfm.models.bert import BertModel
+from npfm.tasks import bert, clip, dalle, gpt
+
+DATA = os.path.join(os.path.dirname(__file__), os.pardir, "data", "v0.1")
+
+
+@pytest.fixture(scope="module")
+def then():
+    return np.load(os.path.join(DATA, "outputs_v0.1.npz"), allow_pickle=False)
+
+
+def test_gpt_checkpoint_gives_the_same_logits(then):
+    model, _ = gpt.load_model(os.path.join(DATA, "gpt.npz"))
+    np.testing.assert_array_equal(model.eval().forward(then["gpt_ids"]), then["gpt_logits"])
+
+
+def test_clip_checkpoint_with_its_old_names_gives_the_same_embeddings(then):
+    model, tokenizer, _ = clip.load_model(os.path.join(DATA, "clip.npz"))
+    ids = tokenizer.encode_batch(["a small red circle", "a large blue square"], model.config.context)
+    np.testing.assert_array_equal(model.encode_texts(ids), then["clip_text"])
+    np.testing.assert_array_equal(model.encode_images(then["clip_images"]), then["clip_image"])
+
+
+def test_dalle_checkpoint_gives_the_same_logits(then):
+    model, _, _, _ = dalle.load_model(os.path.join(DATA, "dalle.npz"))
+    np.testing.assert_array_equal(model.eval().forward(then["dalle_ids"]), then["dalle_logits"])
+
+
+def test_bert_checkpoint_gives_the_same_hidden_states(then):
+    config, _, state = bert.load_encoder_from_pretraining(os.path.join(DATA, "bert.npz"))
+    encoder = BertModel(config)
+    encoder.load_state_dict(state)
+    np.testing.assert_array_equal(encoder.eval().forward(then["bert_ids"]), then["bert_hidden"])
+
+
+def test_the_commands_read_them(capsys, tmp_path):
+    assert main(["generate", "--checkpoint", os.path.join(DATA, "gpt.npz"), "--prompt", "def ",
+                 "--max-new-tokens", "5", "--seed", "0"]) == 0
+    assert main(["zeroshot", "--checkpoint", os.path.join(DATA, "clip.npz"), "--n", "20"]) == 0
+    out = str(tmp_path / "grid.png")
+    assert main(["draw", "a red circle", "--checkpoint", os.path.join(DATA, "dalle.npz"),
+                 "--out", out]) == 0
+    assert os.path.getsize(out) > 0
