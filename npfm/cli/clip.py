@@ -1,23 +1,5 @@
-"""The CLIP jobs: ``npfm train clip``, ``npfm zeroshot`` and ``npfm image-search``.
-
-What a CLIP brings to the shared loop (``npfm.train``): its batches (images
-with captions), its loss (the symmetric contrastive loss of the batch), a
-step hook (clamp the logit scale at ln 100) and its metrics: the held-out
-loss and zero-shot accuracies.
-
-Two data sets, neither downloaded:
-
-    shapes   coloured shapes drawn on the spot (``npfm.data.shapes``); a fresh
-             batch every step. Zero-shot: name the shape, name the colour, on
-             held-out images and on (shape, colour) pairs never seen in training.
-    digits   scikit-learn's 1,797 handwritten digits (``npfm.data.digits``),
-             1,438 to train and 359 held out. Zero-shot: name the digit.
-
-Zero-shot prompts use templates that were never used in training (the data
-sets' HELDOUT_TEMPLATES), with every other slot filled in every possible
-way, e.g. for the shape "circle": "a picture of one small red circle",
-"a picture of one large blue circle", ...; the class vector is the
-renormalised mean of those prompts' text embeddings (template ensembling).
+"""The commands ``npfm train clip``, ``npfm zeroshot`` and ``npfm image-search``: argument parsing and calls into
+npfm.tasks.clip (what the model brings to the shared loop), nothing else.
 """
 
 import os
@@ -26,7 +8,8 @@ from ..checkpoint import load_checkpoint
 from ..models.clip import CLIP, CLIPConfig, PRESETS, class_recall, preset
 from ..tokenizers.words import WordTokenizer
 from ..train import TrainConfig, train
-from ..tasks.clip import CLIPTask, DATASETS, DATA_OVERRIDES, load_model, make_data, write_similarity_figure, zero_shot_report
+from ..tasks.clip import (CLIPTask, DATASETS, DATA_OVERRIDES, load_model, make_data,
+                          write_similarity_figure, zero_shot_report)
 
 DEFAULT_OUT = os.path.join("runs", "clip")
 

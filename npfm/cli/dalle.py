@@ -1,38 +1,5 @@
-"""The text-to-image jobs: ``npfm train dalle``, ``npfm draw`` and ``npfm dalle-eval``.
-
-What a text-to-image model brings to the shared loop (``npfm.train``):
-
-    data     a fixed training set of images (shapes drawn on the spot, or
-             scikit-learn's digits), encoded ONCE into code grids by a k-means
-             VQ codebook fitted before training (stored in the checkpoint's
-             ``extra`` with the word vocabulary). Each step draws a batch of
-             images and gives each a caption from a random training template,
-             so an image is seen with several wordings.
-    loss     1/8 text + 7/8 image cross-entropy over [BOS] text [SEP] codes
-             (``npfm.models.dalle``).
-    metrics  the held-out losses, and how often images generated for held-out
-             captions show the requested attributes, by the judge below.
-
-The judge. Generated images are scored by a classifier the generator never
-saw: a small network (Linear, ReLU, Linear, trained with AdamW on the
-cross-entropy) on two small feature sets computed from the pixels,
-
-    shape    the shape's ink (brightness above the background), moved so that
-             its centre of mass sits at the centre of the image: a linear
-             model on it does not care where the shape was drawn
-    colour   the mean colour of the ink, and that colour divided by its
-             largest channel (brightness removed)
-    digit    the pixels themselves (digits are already centred)
-
-fitted on real training images and on their VQ reconstructions (so that the
-blocky look of any decoded image is not mistaken for a different class). Its
-own accuracy on real held-out images, and on their reconstructions (the best
-a generator could score), is reported beside every number it produces.
-
-Sampling draws each code at temperature 0.8 by default (``TEMPERATURE``).
-CLIP reranking (``--clip``): each output image is the best of ``--candidates``
-samples by the cosine similarity that a trained CLIP (``npfm train clip``)
-gives to the image and the caption.
+"""The commands ``npfm train dalle``, ``npfm draw`` and ``npfm dalle-eval``: argument parsing and calls into
+npfm.tasks.dalle and npfm.evaluation.dalle_judge (what the model brings to the shared loop), nothing else.
 """
 
 import json
@@ -45,7 +12,8 @@ from ..tokenizers.vq import VQTokenizer
 from ..tokenizers.words import WordTokenizer
 from ..train import TrainConfig, train
 from ..evaluation.dalle_judge import ClipReranker, Judge, evaluate_generator
-from ..tasks.dalle import DATASETS, DATA_OVERRIDES, DALLETask, TEMPERATURE, _words, data_of, draw, load_model, make_data, write_samples
+from ..tasks.dalle import (DATASETS, DATA_OVERRIDES, DALLETask, TEMPERATURE, _words, data_of, draw,
+                           load_model, make_data, write_samples)
 
 DEFAULT_OUT = os.path.join("runs", "dalle")
 

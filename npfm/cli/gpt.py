@@ -1,8 +1,5 @@
-"""The GPT jobs: ``npfm train gpt`` and ``npfm generate``.
-
-What a GPT brings to the shared loop (``npfm.train``): its batches (random
-windows of the token stream), its loss (next-token cross-entropy) and its
-metrics (validation loss in nats per token and per byte).
+"""The commands ``npfm train gpt`` and ``npfm generate``: argument parsing and calls into
+npfm.tasks.gpt (what the model brings to the shared loop), nothing else.
 """
 
 import os

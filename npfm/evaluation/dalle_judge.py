@@ -1,17 +1,4 @@
-"""The text-to-image jobs: ``npfm train dalle``, ``npfm draw`` and ``npfm dalle-eval``.
-
-What a text-to-image model brings to the shared loop (``npfm.train``):
-
-    data     a fixed training set of images (shapes drawn on the spot, or
-             scikit-learn's digits), encoded ONCE into code grids by a k-means
-             VQ codebook fitted before training (stored in the checkpoint's
-             ``extra`` with the word vocabulary). Each step draws a batch of
-             images and gives each a caption from a random training template,
-             so an image is seen with several wordings.
-    loss     1/8 text + 7/8 image cross-entropy over [BOS] text [SEP] codes
-             (``npfm.models.dalle``).
-    metrics  the held-out losses, and how often images generated for held-out
-             captions show the requested attributes, by the judge below.
+"""How well a text-to-image model draws what it is asked (``npfm dalle-eval``).
 
 The judge. Generated images are scored by a classifier the generator never
 saw: a small network (Linear, ReLU, Linear, trained with AdamW on the

@@ -1,22 +1,11 @@
-"""LayerNorm, fast: the textbook pair (npfm/functional/layernorm.py) in row blocks.
+"""LayerNorm, fast: the textbook pair (npfm/functional/layernorm.py, where the
+forward and the backward are derived) in row blocks on every core.
 
-Forward, for each row x of C channels:
-
-    mean = sum(x) / C                 var = sum((x - mean)^2) / C
-    rstd = 1 / sqrt(var + eps)        xhat = (x - mean) * rstd
-    y = gamma * xhat + beta
-
-Backward. The Parameters are easy: dgamma = sum over rows of dy * xhat,
-dbeta = sum over rows of dy. For the input, write g = gamma * dy (the gradient
-reaching xhat). Because xhat is centred and has unit variance, its gradient
-through mean and rstd gives
-
-    dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
-
-where the means are over the C channels of the row. Each row mean is a
-matrix-vector product (BLAS, faster than a reduction over a short last axis):
-mean(x) = x @ (1/C), mean(g) = dy @ (gamma/C), mean(g * xhat) = (dy * xhat) @ (gamma/C),
-and dy * xhat also gives dgamma, so the backward makes only two (..., C) arrays.
+Each row mean is a matrix-vector product (BLAS, faster than a reduction over
+a short last axis): mean(x) = x @ (1/C), mean(g) = dy @ (gamma/C),
+mean(g * xhat) = (dy * xhat) @ (gamma/C), and dy * xhat also gives dgamma, so
+the backward makes only two (..., C) arrays; each pass writes into buffers
+it owns (``out=``).
 """
 
 from functools import lru_cache, partial

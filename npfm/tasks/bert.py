@@ -1,6 +1,4 @@
-"""The BERT jobs: ``npfm train bert``, ``npfm finetune bert``, ``npfm embed``, ``npfm search``.
-
-What a BERT brings to the shared loop (``npfm.train``):
+"""What a BERT brings to the shared loop (``npfm.train``):
 
 * pre-training (``BertPretrainTask``): batches of sentence pairs from
   documents, masked anew at every step (dynamic masking); the loss is the MLM

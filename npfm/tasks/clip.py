@@ -1,6 +1,4 @@
-"""The CLIP jobs: ``npfm train clip``, ``npfm zeroshot`` and ``npfm image-search``.
-
-What a CLIP brings to the shared loop (``npfm.train``): its batches (images
+"""What a CLIP brings to the shared loop (``npfm.train``): its batches (images
 with captions), its loss (the symmetric contrastive loss of the batch), a
 step hook (clamp the logit scale at ln 100) and its metrics: the held-out
 loss and zero-shot accuracies.

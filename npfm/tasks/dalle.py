@@ -1,6 +1,4 @@
-"""The text-to-image jobs: ``npfm train dalle``, ``npfm draw`` and ``npfm dalle-eval``.
-
-What a text-to-image model brings to the shared loop (``npfm.train``):
+"""What a text-to-image model brings to the shared loop (``npfm.train``):
 
     data     a fixed training set of images (shapes drawn on the spot, or
              scikit-learn's digits), encoded ONCE into code grids by a k-means
@@ -13,31 +11,13 @@ What a text-to-image model brings to the shared loop (``npfm.train``):
     metrics  the held-out losses, and how often images generated for held-out
              captions show the requested attributes, by the judge below.
 
-The judge. Generated images are scored by a classifier the generator never
-saw: a small network (Linear, ReLU, Linear, trained with AdamW on the
-cross-entropy) on two small feature sets computed from the pixels,
-
-    shape    the shape's ink (brightness above the background), moved so that
-             its centre of mass sits at the centre of the image: a linear
-             model on it does not care where the shape was drawn
-    colour   the mean colour of the ink, and that colour divided by its
-             largest channel (brightness removed)
-    digit    the pixels themselves (digits are already centred)
-
-fitted on real training images and on their VQ reconstructions (so that the
-blocky look of any decoded image is not mistaken for a different class). Its
-own accuracy on real held-out images, and on their reconstructions (the best
-a generator could score), is reported beside every number it produces.
-
-Sampling draws each code at temperature 0.8 by default (``TEMPERATURE``).
-CLIP reranking (``--clip``): each output image is the best of ``--candidates``
-samples by the cosine similarity that a trained CLIP (``npfm train clip``)
-gives to the image and the caption.
+The judge of generated images lives in npfm.evaluation.dalle_judge.
 """
 
 import numpy as np
 from ..checkpoint import load_checkpoint
-from ..models.dalle import DALLE, DALLEConfig, TextImageLoss, check_codebook, encode_captions, generate_codes, make_stream
+from ..models.dalle import (DALLE, DALLEConfig, TextImageLoss, check_codebook, encode_captions,
+                            generate_codes, make_stream)
 from ..tokenizers.vq import VQTokenizer
 from ..tokenizers.words import SPECIALS, WordTokenizer
 

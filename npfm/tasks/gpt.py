@@ -1,6 +1,4 @@
-"""The GPT jobs: ``npfm train gpt`` and ``npfm generate``.
-
-What a GPT brings to the shared loop (``npfm.train``): its batches (random
+"""What a GPT brings to the shared loop (``npfm.train``): its batches (random
 windows of the token stream), its loss (next-token cross-entropy) and its
 metrics (validation loss in nats per token and per byte).
 """
