@@ -28,13 +28,15 @@ import string
 
 import numpy as np
 
-from ..checkpoint import load_checkpoint
+from ..checkpoint import load_checkpoint, save_checkpoint
 from ..models.clip import (CLIP, CLIPConfig, PRESETS, class_recall, preset, zero_shot_accuracy,
                            zero_shot_classifier)
 from ..tokenizers.words import WordTokenizer
 from ..train import TrainConfig, train
 
 DEFAULT_OUT = os.path.join("runs", "clip")
+BEST_NAME = "best.npz"                  # the step chosen on the VALIDATION templates (digits)
+SELECTION_METRIC = "selection_digit_acc"
 SIMILARITY_NAME = "similarity.png"
 
 
@@ -130,25 +132,37 @@ class DigitsData:
     channels = 1
     image_size = 8
 
+    p_unknown = 0.2                     # word dropout of the training captions (noisy_caption)
+
     def __init__(self, seed=0, **_):
         from ..data import digits
         self.digits = digits
         try:
-            self.train_set = digits.load_digits_dataset("train", seed=0, channels=1)
+            train_set = digits.load_digits_dataset("train", seed=0, channels=1)
             self.test_set = digits.load_digits_dataset("test", seed=0, channels=1)
         except digits.DigitsUnavailableError as err:
             raise RuntimeError(f"--data digits: {err}") from None
+        # a tenth of the training images is held back for choices (never trained on):
+        # with the VALIDATION templates they pick a run's best step; the test images
+        # and the TEST templates choose nothing
+        is_val = digits.stratified_split(train_set["labels"], 0.1, seed=1)          # (N,)
+        self.train_set = {k: v[~is_val] for k, v in train_set.items() if k != "captions"}
+        self.val_set = {k: v[is_val] for k, v in train_set.items() if k != "captions"}
         self.seed = seed
 
     def vocabulary_captions(self):
-        return [self.digits.caption(label, t) for label in range(10) for t in self.digits.TRAIN_TEMPLATES]
+        return [self.digits.caption(label, t) for label in range(10)
+                for t in self.digits.CLIP_TRAIN_TEMPLATES]
 
     def train_batch(self, rng, batch_size):
-        """Random training images, each with a caption from a random training template."""
-        idx = rng.integers(0, len(self.train_set["labels"]), batch_size)          # (B,)
-        templates = rng.integers(0, len(self.digits.TRAIN_TEMPLATES), batch_size)  # (B,)
+        """Random training images, each with a caption from a random training template,
+        its words other than the digit's name dropped to [UNK] with probability p_unknown."""
+        g = self.digits
+        idx = rng.integers(0, len(self.train_set["labels"]), batch_size)           # (B,)
+        templates = rng.integers(0, len(g.CLIP_TRAIN_TEMPLATES), batch_size)       # (B,)
         labels = self.train_set["labels"][idx]
-        captions = [self.digits.caption(y, self.digits.TRAIN_TEMPLATES[t]) for y, t in zip(labels, templates)]
+        captions = [g.noisy_caption(y, g.CLIP_TRAIN_TEMPLATES[t], rng, self.p_unknown)
+                    for y, t in zip(labels, templates)]
         return self.train_set["images"][idx], captions
 
     def held_out(self, split="test", n=None, seed=None):
@@ -158,7 +172,7 @@ class DigitsData:
     def class_prompts(self, attribute="digit", templates=None):
         """Prompts per digit: each template with the digit's word and its numeral."""
         g = self.digits
-        templates = g.HELDOUT_TEMPLATES if templates is None else templates
+        templates = g.TEST_TEMPLATES if templates is None else templates
         prompts = []
         for label in range(10):
             mine = []
@@ -173,6 +187,12 @@ class DigitsData:
     def zero_shot_tasks(self, n=None, templates=None):
         d = self.test_set
         return [("digit_acc", self.class_prompts("digit", templates), d["images"], d["labels"])]
+
+    def validation_tasks(self):
+        """The zero-shot task with the VALIDATION templates: the one that chooses a run's best step."""
+        d = self.val_set
+        return [(SELECTION_METRIC, self.class_prompts("digit", self.digits.VALIDATION_TEMPLATES),
+                 d["images"], d["labels"])]
 
     def search_pool(self, n=None):
         images, captions, labels, _ = self.held_out()
@@ -229,6 +249,10 @@ class CLIPTask:
         self.eval_set = [(images[i:i + batch_size], ids[i:i + batch_size])
                          for i in range(0, n, batch_size) if len(images[i:i + batch_size]) >= 2]
         self._tasks = data.zero_shot_tasks()
+        if hasattr(data, "validation_tasks"):
+            self._tasks += data.validation_tasks()
+        self.step = 0                    # optimizer steps taken (train_command sets it on --resume)
+        self.best = None                 # (score, step, state) of the best selection score so far
 
     def config_dict(self):
         return self.model.config.to_dict()
@@ -249,6 +273,7 @@ class CLIPTask:
 
     def after_step(self):
         self.model.clamp_logit_scale()
+        self.step += 1
 
     def evaluate(self):
         losses = [float(self.model.forward(images, ids)) for images, ids in self.eval_set]
@@ -257,6 +282,9 @@ class CLIPTask:
             classifier = zero_shot_classifier(self.model, self.tokenizer, prompts)
             out[f"val_{name}"] = zero_shot_accuracy(self.model, classifier, images, labels)
         out["temperature"] = self.model.temperature
+        score = out.get(f"val_{SELECTION_METRIC}")
+        if score is not None and (self.best is None or score > self.best[0]):
+            self.best = (score, self.step, self.model.state_dict())
         return out
 
 
@@ -330,15 +358,38 @@ def train_command(args):
           f"text layers, {config.n_patches} patches of {config.patch}x{config.patch}, joint space "
           f"{config.embed_dim}; {model.num_parameters():,} parameters")
     task = CLIPTask(model, tokenizer, data, batch_size=batch_size)
+    task.step = ckpt.step if ckpt is not None else 0
     cfg = TrainConfig(steps=steps, lr=lr, min_lr=lr / 10, warmup=min(100, steps // 10),
                       weight_decay=0.1, eval_every=eval_every, checkpoint_every=eval_every,
                       log_every=min(10, steps), seed=args.seed)
+    if not args.resume and os.path.exists(os.path.join(out, BEST_NAME)):
+        os.remove(os.path.join(out, BEST_NAME))      # an earlier run's choice is not this run's
     result = train(task, cfg, out, resume=args.resume)
     ev = result.last_eval
     print("\nheld-out: " + ", ".join(f"{k} {v:.4f}" for k, v in ev.items()))
     path = write_similarity_figure(model, tokenizer, data, os.path.join(out, SIMILARITY_NAME))
     print(f"checkpoint, metrics.jsonl, loss.png and {os.path.basename(path)} in {out}")
+    if task.best is not None:
+        best = write_best_checkpoint(task, os.path.join(out, BEST_NAME), keep_better=args.resume)
+        print(f"{BEST_NAME}: the weights of step {best['step']}, the best {SELECTION_METRIC} "
+              f"{best['value']:.4f} (validation templates and images; the test templates choose "
+              f"nothing): npfm zeroshot --checkpoint {os.path.join(out, BEST_NAME)}")
     return 0
+
+
+def write_best_checkpoint(task, path, keep_better=False):
+    """Save the weights of the task's best selection score at ``path``; with keep_better
+    (a --resume), a best.npz there from before the resume that scored higher stays.
+    Returns the selection record kept: {"metric", "value", "step"}."""
+    score, step, state = task.best
+    if keep_better and os.path.exists(path):
+        earlier = load_checkpoint(path, kind="clip").extra.get("selected", {})
+        if earlier.get("value", -1.0) >= score:
+            return earlier
+    selected = {"metric": SELECTION_METRIC, "value": score, "step": step}
+    save_checkpoint(path, kind=task.kind, config=task.config_dict(), model_state=state, step=step,
+                    extra={**task.extra(), "selected": selected})
+    return selected
 
 
 def write_similarity_figure(model, tokenizer, data, path):
