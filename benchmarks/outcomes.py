@@ -111,7 +111,9 @@ class Job:
     figures: tuple = field(default_factory=tuple)
 
     def commands(self, out, seed, outcomes_dir, train_args=(), eval_args=()):
-        """[(argv after ``python -m npfm``, kind)] in order; kind is "train" or "eval"."""
+        """[(argv after ``python -m npfm``, kind)] in order; kind is "train" or "eval".
+        An argument may be a function, called just before its command runs (a
+        checkpoint that the training command before it writes)."""
         s = str(seed)
         if self.name == "gpt":
             return [(["train", "gpt", "--seed", s, "--out", out, *train_args], "train")]
@@ -120,9 +122,10 @@ class Job:
         if self.name in ("clip", "clip-digits"):
             data = ["--data", "digits"] if self.name == "clip-digits" else []
             return [(["train", "clip", *data, "--seed", s, "--out", out, *train_args], "train"),
-                    (["zeroshot", "--checkpoint", clip_checkpoint(out), *eval_args], "eval")]
+                    (["zeroshot", "--checkpoint", lambda: clip_checkpoint(out), *eval_args], "eval")]
         if self.name == "dalle":
-            clip = clip_checkpoint(os.path.join(outcomes_dir, "clip", f"seed{seed}"))
+            clip_out = os.path.join(outcomes_dir, "clip", f"seed{seed}")
+            clip = lambda: clip_checkpoint(clip_out)           # noqa: E731
             return [(["train", "dalle", "--seed", s, "--out", out, *train_args], "train"),
                     (["dalle-eval", "--checkpoint", os.path.join(out, "checkpoint.npz"),
                       "--clip", clip, "--out", out, *eval_args], "eval")]
@@ -177,8 +180,9 @@ def run_npfm(argv, log):
     return proc.returncode, proc.stdout
 
 
-def run_job(job, seed, outcomes_dir, train_args=(), eval_args=(), runner=run_npfm):
-    """Run one job for one seed; returns its record (figures, seconds, commands, status)."""
+def run_job(job, seed, outcomes_dir, train_args=(), eval_args=(), runner=run_npfm, eval_only=False):
+    """Run one job for one seed; returns its record (figures, seconds, commands, status).
+    eval_only: skip the training commands (re-evaluate a finished run)."""
     out = os.path.join(outcomes_dir, job.name, f"seed{seed}")
     os.makedirs(out, exist_ok=True)
     record = {"model": job.name, "seed": seed, "out": out, "seconds": {}, "commands": [],
@@ -187,9 +191,15 @@ def run_job(job, seed, outcomes_dir, train_args=(), eval_args=(), runner=run_npf
         clip_out = os.path.join(outcomes_dir, "clip", f"seed{seed}")
         if not os.path.exists(os.path.join(clip_out, "checkpoint.npz")):
             record["needs"] = run_job(JOBS["clip"], seed, outcomes_dir, train_args, eval_args, runner)
+        elif eval_only:
+            record["needs"] = run_job(JOBS["clip"], seed, outcomes_dir, train_args, eval_args, runner,
+                                      eval_only=True)
     text = ""
-    with open(os.path.join(out, "output.txt"), "w", encoding="utf-8") as log:
+    with open(os.path.join(out, "output.txt"), "a" if eval_only else "w", encoding="utf-8") as log:
         for argv, kind in job.commands(out, seed, outcomes_dir, train_args, eval_args):
+            if eval_only and kind == "train":
+                continue
+            argv = [a() if callable(a) else a for a in argv]
             t0 = time.perf_counter()
             code, output = runner(argv, log)
             record["seconds"][kind] = record["seconds"].get(kind, 0.0) + time.perf_counter() - t0
@@ -306,6 +316,9 @@ def main(argv=None):
     p.add_argument("--out", default=os.path.join("runs", "outcomes"))
     p.add_argument("--train-args", default="", help="added to every training command (smoke runs)")
     p.add_argument("--eval-args", default="", help="added to every evaluation command")
+    p.add_argument("--eval-only", action="store_true",
+                   help="re-run only the evaluations of the runs in OUT (training times are "
+                        "kept from OUT/outcomes.json)")
     args = p.parse_args(argv)
     try:
         models = _list(args.models, "models")
@@ -317,15 +330,22 @@ def main(argv=None):
         print(f"error: {err}", file=sys.stderr)
         return 2
     out = os.path.abspath(args.out)
-    records = []
+    records, earlier = [], {}
+    if args.eval_only and os.path.exists(os.path.join(out, "outcomes.json")):
+        with open(os.path.join(out, "outcomes.json"), encoding="utf-8") as f:
+            earlier = {(r["model"], r["seed"]): r for r in json.load(f)["runs"]}
     for name in sorted(models, key=ORDER.index):   # a DALL-E run reuses the CLIP of its seed
         for seed in seeds:
             print(f"{name}, seed {seed} ...", flush=True)
             record = run_job(JOBS[name], seed, out, shlex.split(args.train_args),
-                             shlex.split(args.eval_args))
-            if "needs" in record:
-                records.append(record.pop("needs"))
-            records.append(record)
+                             shlex.split(args.eval_args), eval_only=args.eval_only)
+            new = [record.pop("needs")] if "needs" in record else []
+            for r in new + [record]:
+                before = earlier.get((r["model"], r["seed"]))
+                if before is not None and "train" in before["seconds"]:
+                    r["seconds"]["train"] = before["seconds"]["train"]
+                    r["commands"] = before["commands"][:1] + r["commands"]
+                records.append(r)
             shown = ", ".join(f"{k} {_fmt(k, record['figures'].get(k))}"
                               for k in (f.key for f in JOBS[name].figures))
             print(f"  {shown if record['ok'] else record['error']}; "

@@ -46,6 +46,12 @@ def test_digits_run_reads_the_test_template_accuracy(tmp_path):
     assert record["ok"], record.get("error")
     assert list(record["figures"]) == ["digit_acc"]
     assert "--seed 1" in record["commands"][0]
+    # zeroshot reads the step chosen on validation, which only the training writes
+    assert record["commands"][1].endswith("best.npz")
+    again = outcomes.run_job(outcomes.JOBS["clip-digits"], 1, str(tmp_path), CLIP_TINY, [],
+                             runner=in_process, eval_only=True)
+    assert len(again["commands"]) == 1 and again["commands"][0].startswith("npfm zeroshot")
+    assert again["figures"] == record["figures"] and set(again["seconds"]) == {"eval"}
 
 
 def test_gpt_run_reads_metrics_jsonl(tmp_path):
