@@ -8,8 +8,9 @@ from ..checkpoint import load_checkpoint
 from ..models.clip import CLIP, CLIPConfig, PRESETS, class_recall, preset
 from ..tokenizers.words import WordTokenizer
 from ..train import TrainConfig, train
-from ..tasks.clip import (CLIPTask, DATASETS, DATA_OVERRIDES, load_model, make_data,
-                          write_similarity_figure, zero_shot_report)
+from ..tasks.clip import (BEST_NAME, CLIPTask, DATASETS, DATA_OVERRIDES, SELECTION_METRIC,
+                          load_model, make_data, write_best_checkpoint, write_similarity_figure,
+                          zero_shot_report)
 
 DEFAULT_OUT = os.path.join("runs", "clip")
 
@@ -81,14 +82,22 @@ def train_command(args):
           f"text layers, {config.n_patches} patches of {config.patch}x{config.patch}, joint space "
           f"{config.embed_dim}; {model.num_parameters():,} parameters")
     task = CLIPTask(model, tokenizer, data, batch_size=batch_size)
+    task.step = ckpt.step if ckpt is not None else 0
     cfg = TrainConfig(steps=steps, lr=lr, min_lr=lr / 10, warmup=min(100, steps // 10),
                       weight_decay=0.1, eval_every=eval_every, checkpoint_every=eval_every,
                       log_every=min(10, steps), seed=args.seed)
+    if not args.resume and os.path.exists(os.path.join(out, BEST_NAME)):
+        os.remove(os.path.join(out, BEST_NAME))      # an earlier run's choice is not this run's
     result = train(task, cfg, out, resume=args.resume)
     ev = result.last_eval
     print("\nheld-out: " + ", ".join(f"{k} {v:.4f}" for k, v in ev.items()))
     path = write_similarity_figure(model, tokenizer, data, os.path.join(out, SIMILARITY_NAME))
     print(f"checkpoint, metrics.jsonl, loss.png and {os.path.basename(path)} in {out}")
+    if task.best is not None:
+        best = write_best_checkpoint(task, os.path.join(out, BEST_NAME), keep_better=args.resume)
+        print(f"{BEST_NAME}: the weights of step {best['step']}, the best {SELECTION_METRIC} "
+              f"{best['value']:.4f} (validation templates and images; the test templates choose "
+              f"nothing): npfm zeroshot --checkpoint {os.path.join(out, BEST_NAME)}")
     return 0
 
 

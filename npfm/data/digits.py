@@ -32,6 +32,47 @@ TRAIN_TEMPLATES = (
 HELDOUT_TEMPLATES = ("a scan of someone writing {word}",)
 """Templates never used in training, for testing new wording."""
 
+# ----- CLIP's three template sets, kept apart (written down here and only here) -----
+# TRAINING: the only templates a CLIP on digits is trained on (see noisy_caption).
+# VALIDATION: never used in training; the only ones used for any choice (the
+#     best step of a run, the caption settings); their extra words are not in
+#     the training vocabulary, so they read as [UNK], as the test words do.
+# TEST: never used in training and never used for any choice; they give the
+#     reported zero-shot accuracy. TEST_TEMPLATES is HELDOUT_TEMPLATES.
+# No two sets share a template, and VALIDATION and TEST add no words to TRAINING.
+CLIP_TRAIN_TEMPLATES = TRAIN_TEMPLATES + (
+    "a photo of the digit {digit}",
+    "a handwritten {word}",
+    "the number {digit}",
+    "the digit {word}",
+    "a handwritten number {digit}",
+    "a {word}",
+    "a {digit}",
+    "{word}",
+    "{digit}",
+    "a photo of a {word}",
+    "a small gray photo of the number {word}",
+    "an image of the handwritten digit {digit}",
+    "an image of a {word}",
+    "{word} , a handwritten digit",
+    "the digit {digit} in a photo",
+    "a blurry photo of a handwritten {word}",
+    "a photo of the number {word} written in pen",
+    "{digit} is the number in the image",
+    "a digit : {word}",
+)
+VALIDATION_TEMPLATES = (
+    "a sketch of the number {word}",
+    "{word} drawn by hand",
+    "an ink drawing of a {digit}",
+    "here is a {word}",
+    "look at this {word} please",
+)
+TEST_TEMPLATES = HELDOUT_TEMPLATES
+UNKNOWN = "[UNK]"
+"""What noisy_caption writes for a dropped word: not a word of any template, so
+the word tokenizer reads it as its unknown word."""
+
 ZERO_SHOT_TEMPLATES = ("a photo of the digit {}", "a handwritten {}", "the number {}")
 """Prompts for zero-shot classification: a digit word or numeral goes in the {}."""
 
@@ -61,6 +102,20 @@ def caption(label, template=TRAIN_TEMPLATES[0]):
     if not 0 <= label <= 9:
         raise ValueError(f"digit label must be in 0..9, got {label}")
     return template.format(word=DIGIT_WORDS[label], digit=str(label))
+
+
+def noisy_caption(label, template, rng, p_unknown=0.0):
+    """caption(label, template) with each word that does not name the digit
+    replaced by [UNK] with probability ``p_unknown`` (word dropout).
+
+    New wording at test time ("a scan of someone writing seven") reaches the
+    text tower as unknown words around the digit's name; word dropout trains it
+    to read the name and let [UNK]s and the other words' order say nothing.
+    """
+    words = template.split()
+    keep = rng.random(len(words)) >= p_unknown                     # (words,)
+    words = [w if k or "{" in w else UNKNOWN for w, k in zip(words, keep)]
+    return caption(label, " ".join(words))
 
 
 def stratified_split(labels, test_fraction, seed=0):

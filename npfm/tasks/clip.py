@@ -10,6 +10,11 @@ Two data sets, neither downloaded:
              held-out images and on (shape, colour) pairs never seen in training.
     digits   scikit-learn's 1,797 handwritten digits (``npfm.data.digits``),
              1,438 to train and 359 held out. Zero-shot: name the digit.
+             143 of the 1,438 (a tenth) are held back from training: with
+             the VALIDATION templates they pick the run's best step (best.npz).
+             Training captions come from many templates, each word other than
+             the digit's name dropped to [UNK] with probability 0.4, so that
+             new wording (read as [UNK]s) does not move a caption's embedding.
 
 Zero-shot prompts use templates that were never used in training (the data
 sets' HELDOUT_TEMPLATES), with every other slot filled in every possible
@@ -21,9 +26,14 @@ renormalised mean of those prompts' text embeddings (template ensembling).
 import itertools
 import string
 import numpy as np
-from ..checkpoint import load_checkpoint
+import os
+
+from ..checkpoint import load_checkpoint, save_checkpoint
 from ..models.clip import CLIP, CLIPConfig, zero_shot_accuracy, zero_shot_classifier
 from ..tokenizers.words import WordTokenizer
+
+BEST_NAME = "best.npz"                  # the step chosen on the VALIDATION templates (digits)
+SELECTION_METRIC = "selection_digit_acc"
 
 def _template_fields(template):
     return {name for _, name, _, _ in string.Formatter().parse(template) if name}
@@ -115,25 +125,37 @@ class DigitsData:
     channels = 1
     image_size = 8
 
+    p_unknown = 0.4                     # word dropout of the training captions (noisy_caption)
+
     def __init__(self, seed=0, **_):
         from ..data import digits
         self.digits = digits
         try:
-            self.train_set = digits.load_digits_dataset("train", seed=0, channels=1)
+            train_set = digits.load_digits_dataset("train", seed=0, channels=1)
             self.test_set = digits.load_digits_dataset("test", seed=0, channels=1)
         except digits.DigitsUnavailableError as err:
             raise RuntimeError(f"--data digits: {err}") from None
+        # a tenth of the training images is held back for choices (never trained on):
+        # with the VALIDATION templates they pick a run's best step; the test images
+        # and the TEST templates choose nothing
+        is_val = digits.stratified_split(train_set["labels"], 0.1, seed=1)          # (N,)
+        self.train_set = {k: v[~is_val] for k, v in train_set.items() if k != "captions"}
+        self.val_set = {k: v[is_val] for k, v in train_set.items() if k != "captions"}
         self.seed = seed
 
     def vocabulary_captions(self):
-        return [self.digits.caption(label, t) for label in range(10) for t in self.digits.TRAIN_TEMPLATES]
+        return [self.digits.caption(label, t) for label in range(10)
+                for t in self.digits.CLIP_TRAIN_TEMPLATES]
 
     def train_batch(self, rng, batch_size):
-        """Random training images, each with a caption from a random training template."""
-        idx = rng.integers(0, len(self.train_set["labels"]), batch_size)          # (B,)
-        templates = rng.integers(0, len(self.digits.TRAIN_TEMPLATES), batch_size)  # (B,)
+        """Random training images, each with a caption from a random training template,
+        its words other than the digit's name dropped to [UNK] with probability p_unknown."""
+        g = self.digits
+        idx = rng.integers(0, len(self.train_set["labels"]), batch_size)           # (B,)
+        templates = rng.integers(0, len(g.CLIP_TRAIN_TEMPLATES), batch_size)       # (B,)
         labels = self.train_set["labels"][idx]
-        captions = [self.digits.caption(y, self.digits.TRAIN_TEMPLATES[t]) for y, t in zip(labels, templates)]
+        captions = [g.noisy_caption(y, g.CLIP_TRAIN_TEMPLATES[t], rng, self.p_unknown)
+                    for y, t in zip(labels, templates)]
         return self.train_set["images"][idx], captions
 
     def held_out(self, split="test", n=None, seed=None):
@@ -143,7 +165,7 @@ class DigitsData:
     def class_prompts(self, attribute="digit", templates=None):
         """Prompts per digit: each template with the digit's word and its numeral."""
         g = self.digits
-        templates = g.HELDOUT_TEMPLATES if templates is None else templates
+        templates = g.TEST_TEMPLATES if templates is None else templates
         prompts = []
         for label in range(10):
             mine = []
@@ -158,6 +180,13 @@ class DigitsData:
     def zero_shot_tasks(self, n=None, templates=None):
         d = self.test_set
         return [("digit_acc", self.class_prompts("digit", templates), d["images"], d["labels"])]
+
+    def validation_tasks(self):
+        """Zero-shot tasks on the held-back images, one per VALIDATION template (each alone,
+        as the test template is used): their mean accuracy chooses a run's best step."""
+        d = self.val_set
+        return [(f"selection_{i}_digit_acc", self.class_prompts("digit", [t]), d["images"], d["labels"])
+                for i, t in enumerate(self.digits.VALIDATION_TEMPLATES)]
 
     def search_pool(self, n=None):
         images, captions, labels, _ = self.held_out()
@@ -212,6 +241,10 @@ class CLIPTask:
         self.eval_set = [(images[i:i + batch_size], ids[i:i + batch_size])
                          for i in range(0, n, batch_size) if len(images[i:i + batch_size]) >= 2]
         self._tasks = data.zero_shot_tasks()
+        if hasattr(data, "validation_tasks"):
+            self._tasks += data.validation_tasks()
+        self.step = 0                    # optimizer steps taken (train_command sets it on --resume)
+        self.best = None                 # (score, step, state) of the best selection score so far
 
     def config_dict(self):
         return self.model.config.to_dict()
@@ -232,6 +265,7 @@ class CLIPTask:
 
     def after_step(self):
         self.model.clamp_logit_scale()
+        self.step += 1
 
     def evaluate(self):
         losses = [float(self.model.forward(images, ids)) for images, ids in self.eval_set]
@@ -240,6 +274,12 @@ class CLIPTask:
             classifier = zero_shot_classifier(self.model, self.tokenizer, prompts)
             out[f"val_{name}"] = zero_shot_accuracy(self.model, classifier, images, labels)
         out["temperature"] = self.model.temperature
+        singles = [v for k, v in out.items() if k.startswith("val_selection_")]
+        if singles:
+            out[f"val_{SELECTION_METRIC}"] = float(np.mean(singles))
+        score = out.get(f"val_{SELECTION_METRIC}")
+        if score is not None and (self.best is None or score > self.best[0]):
+            self.best = (score, self.step, self.model.state_dict())
         return out
 
 
@@ -247,6 +287,21 @@ DATA_OVERRIDES = {                      # what a data set fixes in the architect
     "shapes": dict(image_size=16, patch=4, channels=3),
     "digits": dict(image_size=8, patch=2, channels=1),
 }
+
+
+def write_best_checkpoint(task, path, keep_better=False):
+    """Save the weights of the task's best selection score at ``path``; with keep_better
+    (a --resume), a best.npz there from before the resume that scored higher stays.
+    Returns the selection record kept: {"metric", "value", "step"}."""
+    score, step, state = task.best
+    if keep_better and os.path.exists(path):
+        earlier = load_checkpoint(path, kind="clip").extra.get("selected", {})
+        if earlier.get("value", -1.0) >= score:
+            return earlier
+    selected = {"metric": SELECTION_METRIC, "value": score, "step": step}
+    save_checkpoint(path, kind=task.kind, config=task.config_dict(), model_state=state, step=step,
+                    extra={**task.extra(), "selected": selected})
+    return selected
 
 
 def write_similarity_figure(model, tokenizer, data, path):
