@@ -23,7 +23,7 @@ from npfm.tokenizers.bpe import GPT2_PATTERN
 
 EOT = "<|endoftext|>"
 TINY = GPTConfig(vocab_size=256, context=16, dim=16, n_layers=2, n_heads=2, hidden=24)
-DOCS = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "outgrowing_numpy.md")
+README = os.path.join(os.path.dirname(__file__), os.pardir, "README.md")
 
 
 def random_gpt(config=TINY, seed=0, dtype=np.float32):
@@ -271,14 +271,15 @@ def test_npfm_gpt_loads_in_transformers_and_trains_a_step(tmp_path):
 def test_the_outgrowing_numpy_snippet_runs(tmp_path, monkeypatch):
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    text = open(DOCS, encoding="utf-8").read()
-    snippet = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    text = open(README, encoding="utf-8").read()
+    section = text[text.index("## Outgrowing NumPy"):]                 # the README's own snippet
+    snippet = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     model = random_gpt()
     ckpt = gpt_checkpoint(tmp_path / "checkpoint.npz", model, ByteTokenizer())
     monkeypatch.chdir(tmp_path)
     assert main(["export", "--checkpoint", ckpt, "--format", "hf", "--out", "gpt2-npfm"]) == 0
     namespace = {}
-    exec(compile(snippet, DOCS, "exec"), namespace)
+    exec(compile(snippet, README, "exec"), namespace)
     assert os.path.isfile(tmp_path / "gpt2-npfm-torch" / "model.safetensors")
     assert namespace["loss"].item() > 0
 
