@@ -20,7 +20,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 from _timing import best_of_pair, row, torch_or_none  # noqa: E402
 
-from npfm.functional import cross_entropy_backward, cross_entropy_forward  # noqa: E402
+from npfm.nn import CrossEntropyLoss  # noqa: E402
 from npfm.models.gpt import GPT, generate, preset  # noqa: E402
 from npfm.optim import AdamW, param_groups  # noqa: E402
 from npfm.fast.threads import num_threads  # noqa: E402
@@ -30,11 +30,12 @@ BATCH = {"default": 32, "large": 16}
 
 def npfm_step(model, ids):
     opt = AdamW(param_groups(model, 0.1), lr=1e-4)
+    loss = CrossEntropyLoss()
 
     def step():
         model.zero_grad()
-        loss, cache = cross_entropy_forward(model(ids[:, :-1]), ids[:, 1:])
-        model.backward(cross_entropy_backward(1.0, cache))
+        loss(model(ids[:, :-1]), ids[:, 1:])
+        model.backward(loss.backward())
         opt.step()
     return step
 

@@ -1,0 +1,108 @@
+"""Where a GPT training step's time goes: matrix products, each fast kernel,
+AdamW, clipping and Python, against the machine's measured sgemm speed.
+
+    python benchmarks/profile_gpt.py [--preset default] [--steps 5]
+
+Every kernel the Modules call (``npfm.fast.pair``) is wrapped in a timer for
+the run; a kernel's time includes the matrix products inside it (linear's
+are almost all products; attention's about half). The effective GFLOP/s is
+the step's floating-point work (6 x parameters x tokens for the products of
+the weights, plus attention's 12 B T^2 C per layer for q k^T and P v, forward
+and backward) divided by the step's time, beside a plain float32 sgemm of the
+step's largest product shape.
+"""
+
+import argparse
+import collections
+import os
+import sys
+import time
+
+import npfm  # noqa: F401  first: it sets OpenBLAS's thread timeout before NumPy loads
+import numpy as np
+
+import npfm.fast as fast  # noqa: E402
+from npfm.models.gpt import GPT, preset  # noqa: E402
+from npfm.nn import CrossEntropyLoss  # noqa: E402
+from npfm.optim import AdamW, clip_grad_norm, param_groups  # noqa: E402
+
+BATCH = {"default": 32, "large": 16, "tiny": 8}
+
+
+def timed(fn, name, totals):
+    def wrapper(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            totals[name] += time.perf_counter() - t0
+    return wrapper
+
+
+def sgemm_gflops(M, K, N, repeat=5):
+    a = np.random.default_rng(0).standard_normal((M, K)).astype(np.float32)
+    b = np.random.default_rng(1).standard_normal((K, N)).astype(np.float32)
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * M * K * N / best / 1e9
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="default", choices=sorted(BATCH))
+    parser.add_argument("--steps", type=int, default=5)
+    args = parser.parse_args()
+    config = preset(args.preset)
+    B, T, C, L = BATCH[args.preset], config.context, config.dim, config.n_layers
+    model = GPT(config)
+    ids = np.random.default_rng(0).integers(0, config.vocab_size, (B, T + 1))
+    opt = AdamW(param_groups(model, 0.1), lr=1e-4)
+    loss = CrossEntropyLoss()
+    totals = collections.defaultdict(float)
+    originals = {}
+    for name, module in fast.KERNELS.items():
+        for part in ("forward", "backward"):
+            attr = f"{name}_{part}"
+            originals[(module, attr)] = getattr(module, attr)
+            setattr(module, attr, timed(getattr(module, attr), f"{name} {part}", totals))
+    step_opt = timed(opt.step, "AdamW", totals)
+    clip = timed(clip_grad_norm, "clip_grad_norm", totals)
+
+    def step():
+        model.zero_grad()
+        loss(model(ids[:, :-1]), ids[:, 1:])
+        model.backward(loss.backward())
+        clip(model.parameters(), 1.0)
+        step_opt()
+
+    step()                                                   # warm up
+    totals.clear()
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    wall = (time.perf_counter() - t0) / args.steps
+    for (module, attr), fn in originals.items():
+        setattr(module, attr, fn)
+
+    n_params = model.num_parameters()
+    flops = 6 * n_params * B * T + L * 12 * B * T * T * C
+    print(f"GPT {args.preset}: B={B} T={T} C={C} L={L}, {n_params:,} parameters, "
+          f"{flops / 1e9:.1f} GFLOP per step, threads {fast.threads.num_threads()}")
+    print(f"step {wall * 1e3:.1f} ms: {flops / wall / 1e9:.0f} GFLOP/s effective; "
+          f"sgemm ({B * T}x{C})@({C}x{4 * C}) at {sgemm_gflops(B * T, C, 4 * C):.0f} GFLOP/s")
+    print(f"\n{'part':<28} {'ms/step':>9} {'share':>7}")
+    accounted = 0.0
+    for name, seconds in sorted(totals.items(), key=lambda kv: -kv[1]):
+        per_step = seconds / args.steps
+        accounted += per_step
+        print(f"{name:<28} {per_step * 1e3:9.1f} {per_step / wall:7.1%}")
+    rest = wall - accounted
+    print(f"{'other (Python, residuals, textbook pairs)':<28} {rest * 1e3:9.1f} {rest / wall:7.1%}")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(__file__))
+    main()
