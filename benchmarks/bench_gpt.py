@@ -5,8 +5,10 @@ where torch is importable.
 
     python benchmarks/bench_gpt.py [--repeat 10] [--new-tokens 256]
 
-Ratios are npfm time / PyTorch time (lower is better); for generation the
-table also gives the cache's speed-up over recomputing the window.
+Ratios are npfm time / PyTorch time (lower is better); each training row is
+followed by the textbook floor's time (``npfm.fast.reference()``: one step, after
+a warm-up one). For generation the table also gives the cache's speed-up over
+recomputing the window.
 """
 
 import argparse
@@ -105,6 +107,13 @@ def main():
         t_ours, t_ref = best_of_pair(npfm_step(model, ids), ref_step, args.repeat)
         label = f"{name}: B={B} T={config.context} C={config.dim} L={config.n_layers}"
         print(row(label, t_ours, t_ref), flush=True)
+        with npfm.fast.reference():                # the textbook floor: one step after a warm-up
+            textbook_step = npfm_step(model, ids)
+            textbook_step()
+            t0 = time.perf_counter()
+            textbook_step()
+            t_textbook = time.perf_counter() - t0
+        print(row("  textbook floor (--reference)", t_textbook, t_ref), flush=True)
 
     n = args.new_tokens
     print(f"\ngeneration of {n} new tokens after a 16-token prompt, greedy, tokens/s")

@@ -10,6 +10,12 @@ textbook's loss and to the largest entry of its gradient:
 - float32: 1e-5. The loss sums N rows of float32 logs (eps = 6e-8) in a
   different order on each floor, and each row's log-sum-exp sums V exps;
   both drift by ~sqrt(N or V) eps (measured: 7e-7 at V = 1000).
+
+Where the results cancel, the scale is that of their terms: the loss is a
+mean of log(sum of exps) - (z_target - max), the sum >= 1 and rounded to eps,
+so the loss is compared to at least 1 nat (a confident row's loss is ~1e-13
+and only known to eps); dlogits = (p - onehot) dloss / n is compared to at
+least dloss / n (p - 1 for a confident row is such a difference).
 """
 
 import numpy as np
@@ -24,15 +30,21 @@ import npfm.functional as F
 TOLERANCE = {np.float64: 1e-12, np.float32: 1e-5}
 
 
-def floor_error(fast, textbook, dtype):
-    """max |fast - textbook| / max |textbook|, after checking dtype and shape."""
+def floor_error(fast, textbook, dtype, terms=0.0):
+    """max |fast - textbook| / max(max |textbook|, terms), after checking dtype and shape.
+
+    terms: the size of the terms the result is a difference of, where they
+    can cancel (a result of exactly 0 on one floor is rounding noise of that
+    size on the other).
+    """
     fast, textbook = np.asarray(fast), np.asarray(textbook)
     assert fast.dtype == textbook.dtype == dtype, (fast.dtype, textbook.dtype, dtype)
     assert fast.shape == textbook.shape
     assert np.isfinite(fast).all() and np.isfinite(textbook).all()
-    if not np.abs(textbook).max(initial=0.0) > 0:
+    scale = max(float(np.abs(textbook).max(initial=0.0)), terms)
+    if not scale > 0:
         return float(np.abs(fast).max(initial=0.0))       # 0 must be 0 exactly
-    return float(np.abs(fast.astype(np.float64) - textbook).max()) / float(np.abs(textbook).max())
+    return float(np.abs(fast.astype(np.float64) - textbook).max(initial=0.0)) / scale
 
 
 def compare(logits, targets, dloss=1.0, ignore_index=-100, block=None):
@@ -47,8 +59,10 @@ def compare(logits, targets, dloss=1.0, ignore_index=-100, block=None):
         threads.set_num_threads(saved_threads)
     loss_text, cache_text = F.cross_entropy_forward(logits, targets, ignore_index)
     assert type(loss_fast) is type(loss_text) is dtype                 # a scalar of the logits' dtype
-    return {"loss": floor_error(loss_fast, loss_text, dtype),
-            "dlogits": floor_error(dlogits_fast, F.cross_entropy_backward(dloss, cache_text), dtype)}
+    n = max(int((targets != ignore_index).sum()), 1)
+    return {"loss": floor_error(loss_fast, loss_text, dtype, terms=1.0),
+            "dlogits": floor_error(dlogits_fast, F.cross_entropy_backward(dloss, cache_text), dtype,
+                                   terms=abs(dloss) / n)}
 
 
 def draw(shape, V, dtype, seed, scale=3.0, ignored=0.3, ignore_index=-100):

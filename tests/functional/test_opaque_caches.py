@@ -1,6 +1,6 @@
 """A cache belongs to its pair: swap in pairs that keep a dict, and everything still runs.
 
-Under ``npfm.reference()`` the Modules look up ``npfm.functional.<name>_forward``
+Under ``npfm.fast.reference()`` the Modules look up ``npfm.functional.<name>_forward``
 and ``_backward`` at call time, so a pair patched into the package (a
 student's, say) is the one that runs. Here every textbook pair is replaced by
 one whose cache is a dict (no Module, model or task can unpack it as the
@@ -83,10 +83,10 @@ def student_cross_entropy_backward(dloss, cache):
 
 @pytest.fixture
 def dict_pairs(monkeypatch):
-    """Every textbook pair swapped for a dict-cache one, under npfm.reference();
+    """Every textbook pair swapped for a dict-cache one, under npfm.fast.reference();
     yields {name: forward calls} so a test can see which pairs ran."""
     used = swap_every_pair(monkeypatch)
-    with npfm.reference():
+    with npfm.fast.reference():
         yield used
 
 
@@ -160,7 +160,7 @@ def test_the_loss_module_with_a_dict_cache(dict_pairs):
     loss_fn = nn.CrossEntropyLoss()
     loss = loss_fn(logits, targets)
     dlogits = loss_fn.backward()
-    with npfm.reference(False):
+    with npfm.fast.reference(False):
         fast = nn.CrossEntropyLoss()
         assert float(loss) == pytest.approx(float(fast(logits, targets)), rel=1e-12)
         np.testing.assert_allclose(dlogits, fast.backward(), rtol=1e-12, atol=1e-15)
@@ -241,12 +241,12 @@ def float64_task(make_task):
 def test_a_whole_model_trains_on_dict_cache_pairs(monkeypatch, make_task, lr, drop, uses):
     """Gradients within 1e-12 of the textbook's own pairs, and the same descent."""
     original, batch = float64_task(make_task)
-    with npfm.reference():
+    with npfm.fast.reference():
         loss0, grads0 = gradients(original, batch)            # the textbook's own pairs
         losses0 = train_steps(original, batch, lr, steps=6)
     swapped, batch = float64_task(make_task)
     used = swap_every_pair(monkeypatch)                        # now swap every pair
-    with npfm.reference():
+    with npfm.fast.reference():
         loss1, grads1 = gradients(swapped, batch)
         assert uses <= set(used), sorted(used)                 # the model ran the swapped pairs
         losses1 = train_steps(swapped, batch, lr, steps=6)

@@ -2,7 +2,7 @@
 
 Each test runs 50 steps of the shared loop (``npfm.train.train`` with the
 model's task from ``npfm.tasks``) on a tiny preset and tiny data, once on the
-fast floor and once under ``npfm.reference()``, from the same seeds, in
+fast floor and once under ``npfm.fast.reference()``, from the same seeds, in
 float32, and compares the two curves step by step.
 
 The tolerance, 2e-5 relative on every step's loss (~300 float32 eps), is
@@ -35,7 +35,7 @@ def run(make_task, tmp_path, name, lr=3e-3):
     loss_and_backward = task.loss_and_backward
 
     def step(batch):
-        seen.append(npfm.reference_enabled())
+        seen.append(npfm.fast.reference_enabled())
         return loss_and_backward(batch)
 
     task.loss_and_backward = step
@@ -49,7 +49,7 @@ def run(make_task, tmp_path, name, lr=3e-3):
 
 def compare_floors(make_task, tmp_path, lr=3e-3, learns=0.3):
     fast_losses, fast_seen, fast_eval = run(make_task, tmp_path, "fast", lr)
-    with npfm.reference():
+    with npfm.fast.reference():
         textbook_losses, textbook_seen, textbook_eval = run(make_task, tmp_path, "textbook", lr)
     assert not any(fast_seen) and all(textbook_seen) and len(textbook_seen) == STEPS
     assert np.isfinite(textbook_losses).all()
