@@ -1,12 +1,14 @@
 """GPT speed: a training step (forward + backward + AdamW) at the default and
 large presets, and generation tokens/s with and without the KV cache, beside
-the same model in PyTorch eager (npfm.reference.torch_gpt) in the same process
+the same model in PyTorch eager (npfm.torch_twins.torch_gpt) in the same process
 where torch is importable.
 
     python benchmarks/bench_gpt.py [--repeat 10] [--new-tokens 256]
 
-Ratios are npfm time / PyTorch time (lower is better); for generation the
-table also gives the cache's speed-up over recomputing the window.
+Ratios are npfm time / PyTorch time (lower is better); each training row is
+followed by the textbook floor's time (``npfm.fast.reference()``: one step, after
+a warm-up one). For generation the table also gives the cache's speed-up over
+recomputing the window.
 """
 
 import argparse
@@ -86,7 +88,7 @@ def main():
     args = parser.parse_args()
     torch = torch_or_none()
     if torch:
-        from npfm.reference.torch_gpt import TorchGPT
+        from npfm.torch_twins.torch_gpt import TorchGPT
         print(f"PyTorch {torch.__version__} eager, {torch.get_num_threads()} threads; NumPy {np.__version__}")
     else:
         print("torch is not importable: npfm times only")
@@ -106,6 +108,13 @@ def main():
         t_ours, t_ref = best_of_pair(npfm_step(model, ids), ref_step, args.repeat)
         label = f"{name}: B={B} T={config.context} C={config.dim} L={config.n_layers}"
         print(row(label, t_ours, t_ref), flush=True)
+        with npfm.fast.reference():                # the textbook floor: one step after a warm-up
+            textbook_step = npfm_step(model, ids)
+            textbook_step()
+            t0 = time.perf_counter()
+            textbook_step()
+            t_textbook = time.perf_counter() - t0
+        print(row("  textbook floor (--reference)", t_textbook, t_ref), flush=True)
 
     n = args.new_tokens
     print(f"\ngeneration of {n} new tokens after a 16-token prompt, greedy, tokens/s")

@@ -7,7 +7,7 @@ from npfm.functional import cross_entropy_backward, cross_entropy_forward
 from npfm.models.gpt import GPT, generate, preset
 
 torch = pytest.importorskip("torch")
-from npfm.reference.torch_gpt import TorchGPT  # noqa: E402
+from npfm.torch_twins.torch_gpt import TorchGPT  # noqa: E402
 
 
 @pytest.mark.parametrize("positions", ["learned", "sinusoidal"])

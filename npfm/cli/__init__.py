@@ -13,12 +13,19 @@ parses arguments and calls the library (``npfm.tasks``, ``npfm.models``,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 
 def _gradcheck(args):
     from ..checks import main
     return main(seed=args.seed)
+
+
+def add_reference_flag(parser):
+    """``--reference`` on a training or sampling command: run it on the textbook floor."""
+    parser.add_argument("--reference", action="store_true",
+                        help="run on the textbook floor alone (npfm.functional, no fast kernels)")
 
 
 def build_parser():
@@ -51,8 +58,11 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    from ..fast import reference
+    floor = reference() if getattr(args, "reference", False) else contextlib.nullcontext()
     try:
-        return args.func(args) or 0
+        with floor:                      # the switch is restored when the command ends
+            return args.func(args) or 0
     except KeyboardInterrupt:
         return 130
     except (ValueError, TypeError, FileNotFoundError, RuntimeError, ImportError) as err:

@@ -4,6 +4,7 @@ npfm.tasks.bert (what the model brings to the shared loop), nothing else.
 
 import os
 import numpy as np
+from . import add_reference_flag
 from ..checkpoint import load_checkpoint
 from ..interop.hf_bert import from_pretrained
 from ..models.bert import (PRESETS, BertConfig, BertForPreTraining, BertForSequenceClassification,
@@ -183,6 +184,7 @@ def add_commands(sub, train_models, finetune_models):
     p.add_argument("--out", default=DEFAULT_OUT)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     p.add_argument("--seed", type=int, default=0)
+    add_reference_flag(p)
     p.set_defaults(func=pretrain_command)
 
     f = finetune_models.add_parser("bert", help="fine-tune a BERT on a code task")
@@ -207,6 +209,7 @@ def add_commands(sub, train_models, finetune_models):
     f.add_argument("--eval-every", type=int, default=None)
     f.add_argument("--out", default=None, help="default runs/bert-TASK")
     f.add_argument("--seed", type=int, default=0)
+    add_reference_flag(f)
     f.set_defaults(func=finetune_command)
 
     e = sub.add_parser("embed", help="sentence embeddings (MiniLM by default)")

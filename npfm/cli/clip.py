@@ -4,6 +4,7 @@ npfm.tasks.clip (what the model brings to the shared loop), nothing else.
 
 import os
 import numpy as np
+from . import add_reference_flag
 from ..checkpoint import load_checkpoint
 from ..models.clip import CLIP, CLIPConfig, PRESETS, class_recall, preset
 from ..tokenizers.words import WordTokenizer
@@ -30,6 +31,7 @@ def add_commands(sub, train_models, finetune_models=None):
     p.add_argument("--out", default=None, help=f"output folder (default {DEFAULT_OUT}-DATA)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     p.add_argument("--seed", type=int, default=0)
+    add_reference_flag(p)
     p.set_defaults(func=train_command)
 
     z = sub.add_parser("zeroshot", help="zero-shot classification with a trained CLIP")

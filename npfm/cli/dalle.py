@@ -6,6 +6,7 @@ import json
 import os
 import time
 import numpy as np
+from . import add_reference_flag
 from ..checkpoint import load_checkpoint
 from ..models.dalle import DALLE, DALLEConfig, PRESETS, encode_captions, preset
 from ..tokenizers.vq import VQTokenizer
@@ -39,6 +40,7 @@ def add_commands(sub, train_models, finetune_models=None):
     p.add_argument("--out", default=None, help=f"output folder (default {DEFAULT_OUT}-DATA)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     p.add_argument("--seed", type=int, default=0)
+    add_reference_flag(p)
     p.set_defaults(func=train_command)
 
     d = sub.add_parser("draw", help="draw images for a caption with a trained text-to-image model")
@@ -52,6 +54,7 @@ def add_commands(sub, train_models, finetune_models=None):
     d.add_argument("--top-k", type=int, default=None)
     d.add_argument("--codebook", default=None, help="a VQ codebook JSON to use instead of the checkpoint's")
     d.add_argument("--seed", type=int, default=None)
+    add_reference_flag(d)
     d.set_defaults(func=draw_command)
 
     e = sub.add_parser("dalle-eval", help="judge a text-to-image checkpoint: attribute match, "
@@ -66,6 +69,7 @@ def add_commands(sub, train_models, finetune_models=None):
     e.add_argument("--out", default=None,
                    help="folder of eval.json and figures (default: the checkpoint's)")
     e.add_argument("--seed", type=int, default=0)
+    add_reference_flag(e)
     e.set_defaults(func=eval_command)
 
 

@@ -5,6 +5,7 @@ npfm.tasks.gpt (what the model brings to the shared loop), nothing else.
 import os
 import sys
 import numpy as np
+from . import add_reference_flag
 from ..checkpoint import load_checkpoint
 from ..models.gpt import GPT, GPTConfig, PRESETS, generate, preset
 from ..train import TrainConfig, train
@@ -36,6 +37,7 @@ def add_commands(sub, train_models):
     p.add_argument("--init", default=None, help="start from a checkpoint's weights (fine-tuning)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sample-tokens", type=int, default=300)
+    add_reference_flag(p)
     p.set_defaults(func=train_command)
 
     g = sub.add_parser("generate", help="sample text from a trained GPT (streamed)")
@@ -47,6 +49,7 @@ def add_commands(sub, train_models):
     g.add_argument("--top-p", type=float, default=None)
     g.add_argument("--seed", type=int, default=None)
     g.add_argument("--no-cache", action="store_true", help="recompute the window at every step")
+    add_reference_flag(g)
     g.set_defaults(func=generate_command)
 
 

@@ -148,8 +148,9 @@ def _attention_backward_rows(dy, q, k, v, P, y, dq, dk, dv, *, scale):
     D = dy.shape[-1]
     dy_r = np.empty(dy.shape[:-1] + (D + 1,), dy.dtype)            # (..., Tq, D + 1)
     dy_r[..., :D] = dy
-    np.einsum("...d,...d->...", dy, y, out=dy_r[..., D])           # r
-    np.negative(dy_r[..., D], out=dy_r[..., D])
+    # -r into the last column. Not np.negative(col, out=col): in place on a
+    # strided view (this column) NumPy 2.4.6 writes wrong values for float32
+    dy_r[..., D] = -np.einsum("...d,...d->...", dy, y)             # (..., Tq) -r
     vT_1 = np.empty(v.shape[:-2] + (D + 1, v.shape[-2]), v.dtype)  # (..., D + 1, Tk)
     vT_1[..., :D, :] = v.swapaxes(-1, -2)
     vT_1[..., D, :] = 1.0
