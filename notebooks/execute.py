@@ -141,11 +141,18 @@ def run_jupyter(nb, cwd, timeout=600):
     """Execute ``nb`` (a dict) in a fresh python3 kernel; returns the executed dict."""
     import nbclient
     import nbformat
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
-    node = nbformat.from_dict(nb)
-    client = nbclient.NotebookClient(node, timeout=timeout, kernel_name="python3",
-                                     resources={"metadata": {"path": str(cwd)}})
-    client.execute()
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([before] if before else []))  # the kernel inherits it
+    try:
+        node = nbformat.from_dict(nb)
+        client = nbclient.NotebookClient(node, timeout=timeout, kernel_name="python3",
+                                         resources={"metadata": {"path": str(cwd)}})
+        client.execute()
+    finally:
+        if before is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = before
     return json.loads(nbformat.writes(node))
 
 
