@@ -144,7 +144,7 @@ def run_jupyter(nb, cwd, timeout=600):
     before = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([before] if before else []))  # the kernel inherits it
     try:
-        node = nbformat.from_dict(nb)
+        node = nbformat.reads(json.dumps(nb), as_version=4)          # sources as strings
         client = nbclient.NotebookClient(node, timeout=timeout, kernel_name="python3",
                                          resources={"metadata": {"path": str(cwd)}})
         client.execute()
