@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import argtypes
+
 
 def _gradcheck(args):
     from .checks import main
@@ -27,7 +29,7 @@ def build_parser():
     sub.required = True
 
     p = sub.add_parser("gradcheck", help="float64 gradient check of every layer, loss and model")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=argtypes.seed, default=0)
     p.set_defaults(func=_gradcheck)
 
     train = sub.add_parser("train", help="train a model: gpt, bert, clip or dalle")

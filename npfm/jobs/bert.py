@@ -23,6 +23,7 @@ import os
 
 import numpy as np
 
+from .. import argtypes
 from ..checkpoint import load_checkpoint
 from ..losses import cross_entropy_backward, cross_entropy_forward
 from ..models.bert import (
@@ -470,16 +471,16 @@ def add_commands(sub, train_models, finetune_models):
     p.add_argument("--preset", default="default", choices=sorted(PRESETS))
     p.add_argument("--data", default="pydoc",
                    help="pydoc (Python's documentation prose, default) or a text file / folder")
-    p.add_argument("--vocab-size", type=int, default=4096, help="WordPiece vocabulary size")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--max-len", type=int, default=None, help="override the preset's positions")
-    p.add_argument("--dropout", type=float, default=None)
-    p.add_argument("--eval-every", type=int, default=None)
+    p.add_argument("--vocab-size", type=argtypes.positive_int, default=4096, help="WordPiece vocabulary size")
+    p.add_argument("--steps", type=argtypes.positive_int, default=None)
+    p.add_argument("--batch-size", type=argtypes.positive_int, default=None)
+    p.add_argument("--lr", type=argtypes.positive_float, default=None)
+    p.add_argument("--max-len", type=argtypes.positive_int, default=None, help="override the preset's positions")
+    p.add_argument("--dropout", type=argtypes.dropout_rate, default=None)
+    p.add_argument("--eval-every", type=argtypes.positive_int, default=None)
     p.add_argument("--out", default=DEFAULT_OUT)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=argtypes.seed, default=0)
     p.set_defaults(func=pretrain_command)
 
     f = finetune_models.add_parser("bert", help="fine-tune a BERT on a code task")
@@ -492,18 +493,18 @@ def add_commands(sub, train_models, finetune_models):
                         "(the baseline that shows what pre-training gives)")
     f.add_argument("--pretrained", nargs="?", const="minilm", default=None, metavar="DIR",
                    help="start from a Hugging Face BERT directory (no DIR: the installed MiniLM)")
-    f.add_argument("--steps", type=int, default=300)
-    f.add_argument("--batch-size", type=int, default=32)
-    f.add_argument("--lr", type=float, default=None)
-    f.add_argument("--dropout", type=float, default=None)
-    f.add_argument("--max-len", type=int, default=64)
-    f.add_argument("--n-train", type=int, default=2000)
-    f.add_argument("--n-test", type=int, default=500)
-    f.add_argument("--vocab-size", type=int, default=4096,
+    f.add_argument("--steps", type=argtypes.positive_int, default=300)
+    f.add_argument("--batch-size", type=argtypes.positive_int, default=32)
+    f.add_argument("--lr", type=argtypes.positive_float, default=None)
+    f.add_argument("--dropout", type=argtypes.dropout_rate, default=None)
+    f.add_argument("--max-len", type=argtypes.positive_int, default=64)
+    f.add_argument("--n-train", type=argtypes.positive_int, default=2000)
+    f.add_argument("--n-test", type=argtypes.positive_int, default=500)
+    f.add_argument("--vocab-size", type=argtypes.positive_int, default=4096,
                    help="without --init/--pretrained: the WordPiece vocabulary learned from pydoc")
-    f.add_argument("--eval-every", type=int, default=None)
+    f.add_argument("--eval-every", type=argtypes.positive_int, default=None)
     f.add_argument("--out", default=None, help="default runs/bert-TASK")
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--seed", type=argtypes.seed, default=0)
     f.set_defaults(func=finetune_command)
 
     e = sub.add_parser("embed", help="sentence embeddings (MiniLM by default)")
@@ -518,5 +519,5 @@ def add_commands(sub, train_models, finetune_models):
     s.add_argument("--query", required=True)
     s.add_argument("--file", default=None, help="a text file, one sentence per line")
     s.add_argument("--model", default=None, help="a Hugging Face BERT directory")
-    s.add_argument("--top", type=int, default=10)
+    s.add_argument("--top", type=argtypes.positive_int, default=10)
     s.set_defaults(func=search_command)

@@ -28,6 +28,7 @@ import string
 
 import numpy as np
 
+from .. import argtypes
 from ..checkpoint import load_checkpoint
 from ..models.clip import (CLIP, CLIPConfig, PRESETS, class_recall, preset, zero_shot_accuracy,
                            zero_shot_classifier)
@@ -107,8 +108,11 @@ class ShapesData:
 
     def search_pool(self, n=None):
         """Held-out images to search: the test split and the never-seen pairs (4:1)."""
-        n = n or self.n_eval
-        test, unseen = self.held_out("test", n - n // 5), self.held_out("unseen", n // 5)
+        n = self.n_eval if n is None else n
+        test = self.held_out("test", n - n // 5)
+        if n // 5 == 0:                 # held_out(n=0) would mean its default size
+            return test[:3]
+        unseen = self.held_out("unseen", n // 5)
         return (np.concatenate([test[0], unseen[0]]), test[1] + unseen[1],
                 np.concatenate([test[2], unseen[2]]))
 
@@ -267,27 +271,27 @@ def add_commands(sub, train_models, finetune_models=None):
     p.add_argument("--data", default="shapes", choices=sorted(DATASETS),
                    help="shapes (drawn on the spot, default) or digits (needs scikit-learn)")
     p.add_argument("--preset", default="default", choices=sorted(PRESETS))
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--eval-every", type=int, default=None)
+    p.add_argument("--steps", type=argtypes.positive_int, default=None)
+    p.add_argument("--batch-size", type=argtypes.positive_int, default=None)
+    p.add_argument("--lr", type=argtypes.positive_float, default=None)
+    p.add_argument("--eval-every", type=argtypes.positive_int, default=None)
     p.add_argument("--out", default=None, help=f"output folder (default {DEFAULT_OUT}-DATA)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=argtypes.seed, default=0)
     p.set_defaults(func=train_command)
 
     z = sub.add_parser("zeroshot", help="zero-shot classification with a trained CLIP")
     z.add_argument("--checkpoint", required=True)
-    z.add_argument("--n", type=int, default=2000, help="held-out images per split (shapes)")
+    z.add_argument("--n", type=argtypes.positive_int, default=2000, help="held-out images per split (shapes)")
     z.set_defaults(func=zeroshot_command)
 
     s = sub.add_parser("image-search", help="rank held-out images for a text query (trained CLIP)")
     s.add_argument("--checkpoint", required=True)
     s.add_argument("--query", required=True, help='e.g. "a red circle"')
-    s.add_argument("--k", type=int, default=8, help="how many images to show")
-    s.add_argument("--n", type=int, default=500, help="held-out images to search (shapes)")
+    s.add_argument("--k", type=argtypes.positive_int, default=8, help="how many images to show")
+    s.add_argument("--n", type=argtypes.positive_int, default=500, help="held-out images to search (shapes)")
     s.add_argument("--out", default=None, help="PNG path (default: search.png next to the checkpoint)")
-    s.add_argument("--image", type=int, default=None,
+    s.add_argument("--image", type=argtypes.nonnegative_int, default=None,
                    help="also rank the distinct captions for held-out image number IMAGE")
     s.set_defaults(func=image_search_command)
 
@@ -385,6 +389,9 @@ def image_search_command(args):
         raise ValueError(f"--k must be at least 1, got {args.k}")
     model, tokenizer, data = load_model(args.checkpoint)
     images, captions, classes = data.search_pool(args.n)
+    if args.k > len(images):
+        raise ValueError(f"--k {args.k} is more than the {len(images)} images searched "
+                         f"(--n {args.n}): give --k <= --n")
     image_emb = model.encode_images(images)                                         # (N, E)
     query = model.encode_texts(tokenizer.encode_batch([args.query], model.config.context))[0]
     scores = image_emb @ query                                                      # (N,)

@@ -44,6 +44,7 @@ import time
 
 import numpy as np
 
+from .. import argtypes
 from ..checkpoint import load_checkpoint
 from ..core import Module
 from ..layers.activations import ReLU
@@ -421,46 +422,46 @@ def add_commands(sub, train_models, finetune_models=None):
     p.add_argument("--data", default="shapes", choices=sorted(DATASETS),
                    help="shapes (drawn on the spot, default) or digits (needs scikit-learn)")
     p.add_argument("--preset", default="default", choices=sorted(PRESETS))
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--n-train", type=int, default=20000, help="training images (shapes)")
-    p.add_argument("--codes", type=int, default=128, help="codebook size K")
-    p.add_argument("--patch", type=int, default=2, help="VQ patch size (pixels per side)")
-    p.add_argument("--dim", type=int, default=None, help="override the preset's width")
-    p.add_argument("--layers", type=int, default=None, help="override the preset's depth")
-    p.add_argument("--dropout", type=float, default=None)
-    p.add_argument("--eval-every", type=int, default=None)
+    p.add_argument("--steps", type=argtypes.positive_int, default=None)
+    p.add_argument("--batch-size", type=argtypes.positive_int, default=None)
+    p.add_argument("--lr", type=argtypes.positive_float, default=None)
+    p.add_argument("--n-train", type=argtypes.positive_int, default=20000, help="training images (shapes)")
+    p.add_argument("--codes", type=argtypes.positive_int, default=128, help="codebook size K")
+    p.add_argument("--patch", type=argtypes.positive_int, default=2, help="VQ patch size (pixels per side)")
+    p.add_argument("--dim", type=argtypes.positive_int, default=None, help="override the preset's width")
+    p.add_argument("--layers", type=argtypes.positive_int, default=None, help="override the preset's depth")
+    p.add_argument("--dropout", type=argtypes.dropout_rate, default=None)
+    p.add_argument("--eval-every", type=argtypes.positive_int, default=None)
     p.add_argument("--out", default=None, help=f"output folder (default {DEFAULT_OUT}-DATA)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=argtypes.seed, default=0)
     p.set_defaults(func=train_command)
 
     d = sub.add_parser("draw", help="draw images for a caption with a trained text-to-image model")
     d.add_argument("caption", help='e.g. "a large blue square in the bottom right"')
     d.add_argument("--checkpoint", required=True)
-    d.add_argument("--samples", type=int, default=8, help="images to draw")
+    d.add_argument("--samples", type=argtypes.positive_int, default=8, help="images to draw")
     d.add_argument("--out", default="grid.png", help="PNG path of the grid")
     d.add_argument("--clip", default=None, help="a CLIP checkpoint: keep the best of --candidates")
-    d.add_argument("--candidates", type=int, default=8, help="samples per image when reranking")
-    d.add_argument("--temperature", type=float, default=TEMPERATURE)
-    d.add_argument("--top-k", type=int, default=None)
+    d.add_argument("--candidates", type=argtypes.positive_int, default=8, help="samples per image when reranking")
+    d.add_argument("--temperature", type=argtypes.nonnegative_float, default=TEMPERATURE)
+    d.add_argument("--top-k", type=argtypes.positive_int, default=None)
     d.add_argument("--codebook", default=None, help="a VQ codebook JSON to use instead of the checkpoint's")
-    d.add_argument("--seed", type=int, default=None)
+    d.add_argument("--seed", type=argtypes.seed, default=None)
     d.set_defaults(func=draw_command)
 
     e = sub.add_parser("dalle-eval", help="judge a text-to-image checkpoint: attribute match, "
                                           "reranking, unseen pairs, distance to training images")
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--clip", default=None, help="a CLIP checkpoint for best-of-N reranking")
-    e.add_argument("--captions", type=int, default=300, help="held-out captions per split")
-    e.add_argument("--samples", type=int, default=4, help="images per caption")
-    e.add_argument("--candidates", type=int, default=8)
-    e.add_argument("--temperature", type=float, default=TEMPERATURE)
-    e.add_argument("--top-k", type=int, default=None)
+    e.add_argument("--captions", type=argtypes.positive_int, default=300, help="held-out captions per split")
+    e.add_argument("--samples", type=argtypes.positive_int, default=4, help="images per caption")
+    e.add_argument("--candidates", type=argtypes.positive_int, default=8)
+    e.add_argument("--temperature", type=argtypes.nonnegative_float, default=TEMPERATURE)
+    e.add_argument("--top-k", type=argtypes.positive_int, default=None)
     e.add_argument("--out", default=None,
                    help="folder of eval.json and figures (default: the checkpoint's)")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=argtypes.seed, default=0)
     e.set_defaults(func=eval_command)
 
 

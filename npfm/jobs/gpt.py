@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 
+from .. import argtypes
 from ..checkpoint import load_checkpoint
 from ..losses import cross_entropy_backward, cross_entropy_forward
 from ..models.gpt import GPT, GPTConfig, PRESETS, generate, preset
@@ -101,29 +102,29 @@ def add_commands(sub, train_models):
                    help="stdlib (the standard library's Python source, default), pydoc "
                         "(Python's documentation prose), or a text file / folder")
     p.add_argument("--tokenizer", default="bytes", choices=["bytes", "bpe"])
-    p.add_argument("--vocab-size", type=int, default=1024, help="BPE vocabulary size")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--context", type=int, default=None, help="override the preset's context")
-    p.add_argument("--dropout", type=float, default=None)
-    p.add_argument("--eval-every", type=int, default=None)
-    p.add_argument("--max-bytes", type=int, default=None, help="use at most this much text")
+    p.add_argument("--vocab-size", type=argtypes.positive_int, default=1024, help="BPE vocabulary size")
+    p.add_argument("--steps", type=argtypes.positive_int, default=None)
+    p.add_argument("--batch-size", type=argtypes.positive_int, default=32)
+    p.add_argument("--lr", type=argtypes.positive_float, default=None)
+    p.add_argument("--context", type=argtypes.positive_int, default=None, help="override the preset's context")
+    p.add_argument("--dropout", type=argtypes.dropout_rate, default=None)
+    p.add_argument("--eval-every", type=argtypes.positive_int, default=None)
+    p.add_argument("--max-bytes", type=argtypes.positive_int, default=None, help="use at most this much text")
     p.add_argument("--out", default=DEFAULT_OUT)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     p.add_argument("--init", default=None, help="start from a checkpoint's weights (fine-tuning)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sample-tokens", type=int, default=300)
+    p.add_argument("--seed", type=argtypes.seed, default=0)
+    p.add_argument("--sample-tokens", type=argtypes.nonnegative_int, default=300)
     p.set_defaults(func=train_command)
 
     g = sub.add_parser("generate", help="sample text from a trained GPT (streamed)")
     g.add_argument("--checkpoint", required=True)
     g.add_argument("--prompt", default="")
-    g.add_argument("--max-new-tokens", type=int, default=200)
-    g.add_argument("--temperature", type=float, default=0.8)
-    g.add_argument("--top-k", type=int, default=None)
-    g.add_argument("--top-p", type=float, default=None)
-    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--max-new-tokens", type=argtypes.positive_int, default=200)
+    g.add_argument("--temperature", type=argtypes.nonnegative_float, default=0.8)
+    g.add_argument("--top-k", type=argtypes.positive_int, default=None)
+    g.add_argument("--top-p", type=argtypes.finite_float, default=None)
+    g.add_argument("--seed", type=argtypes.seed, default=None)
     g.add_argument("--no-cache", action="store_true", help="recompute the window at every step")
     g.set_defaults(func=generate_command)
 
