@@ -1,9 +1,9 @@
 """Argument types shared by every command: a bad value is refused while parsing.
 
 argparse calls ``type(text)`` for each option; raising
-``argparse.ArgumentTypeError`` makes it print one line naming the option
-(``argument --steps: must be a positive integer, got 0``) and exit with
-status 2. Checking here, once, means no command can read ``--steps 0`` as
+``argparse.ArgumentTypeError`` makes the ``npfm`` parser print one line
+naming the option (``npfm: error: --steps must be a positive integer, got
+0``) and exit with status 2. Checking here, once, means no command can read ``--steps 0`` as
 "use the default" (``args.steps or default``) or run with a negative count.
 
     p.add_argument("--steps", type=positive_int)
@@ -54,7 +54,7 @@ def seed(text):
     """A random seed: an integer >= 0 (what np.random.default_rng accepts)."""
     value = _integer(text)
     if value < 0:
-        raise argparse.ArgumentTypeError(f"a seed must be an integer >= 0, got {value}")
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0 (a random seed), got {value}")
     return value
 
 
@@ -75,7 +75,7 @@ def nonnegative_float(text):
     """A finite number >= 0 (a temperature: 0 = greedy)."""
     value = _finite(text)
     if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {value}")
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
 
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from . import argtypes
@@ -21,8 +22,16 @@ def _gradcheck(args):
     return main(seed=args.seed)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad argument reported on one line: ``npfm: error: ...`` (status 2)."""
+
+    def error(self, message):
+        message = re.sub(r"^argument ([^:]+): ", r"\1 ", message)
+        self.exit(2, f"npfm: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="npfm", description="Transformer foundation models from scratch in NumPy.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -48,7 +57,10 @@ def build_parser():
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:                  # --help (0) or a bad argument (2)
+        return stop.code
     try:
         return args.func(args) or 0
     except KeyboardInterrupt:

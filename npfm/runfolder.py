@@ -166,3 +166,24 @@ def read_jsonl(path, note=None):
                                  f"remove or fix that line") from None
         records.append(record)
     return records, torn
+
+
+def check_run_folder(out_dir, resume=False, overwrite=False, checkpoint_name="checkpoint.npz"):
+    """The early check a command makes before it loads data: refuse now what ``train``
+    would refuse later (an --out that is a file or not writable, another run's checkpoint)."""
+    out_dir = os.fspath(out_dir)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise RunFolderError(f"--out {out_dir!r} is a file, not a folder: choose another --out")
+    existing = out_dir
+    while existing and not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    existing = existing or "."
+    if not os.path.isdir(existing):
+        raise RunFolderError(f"--out {out_dir!r} lies under {existing!r}, which is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunFolderError(f"the run folder {out_dir!r} is not writable "
+                             f"({existing!r} is read-only for this user): choose another --out")
+    if not resume and not overwrite and os.path.exists(os.path.join(out_dir, checkpoint_name)):
+        raise RunFolderError(
+            f"{out_dir!r} already holds a run's checkpoint: add --resume to continue it, "
+            f"--overwrite to replace it, or choose another --out")

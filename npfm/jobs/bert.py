@@ -30,6 +30,7 @@ from ..models.bert import (
     IGNORE_INDEX, PRESETS, BertConfig, BertForPreTraining, BertForSequenceClassification,
     BertForTokenClassification, from_pretrained, preset, sentence_embeddings,
 )
+from ..runfolder import check_run_folder
 from ..train import TrainConfig, train
 
 DEFAULT_OUT = os.path.join("runs", "bert")
@@ -152,6 +153,7 @@ JOB_DEFAULTS = {"tiny": dict(steps=200, lr=3e-3, eval_every=50, batch_size=16),
 def pretrain_command(args):
     from ..tokenizers.wordpiece import WordPieceTokenizer
     defaults = JOB_DEFAULTS[args.preset]
+    check_run_folder(args.out, args.resume, args.overwrite)
     steps = args.steps or defaults["steps"]
     batch_size = args.batch_size or defaults["batch_size"]
     lr = args.lr or defaults["lr"]
@@ -181,7 +183,7 @@ def pretrain_command(args):
     cfg = TrainConfig(steps=steps, lr=lr, min_lr=lr / 10, warmup=min(100, steps // 10),
                       weight_decay=0.01, beta2=0.98, eval_every=eval_every,
                       checkpoint_every=eval_every, seed=args.seed)
-    result = train(task, cfg, args.out, resume=args.resume)
+    result = train(task, cfg, args.out, resume=args.resume, overwrite=args.overwrite)
     ev = result.last_eval
     print(f"\nheld-out MLM accuracy {ev['val_mlm_acc']:.1%} (most-frequent-token baseline "
           f"{ev['val_mlm_baseline_acc']:.1%}), MLM loss {ev['val_mlm_loss']:.3f}; "
@@ -392,7 +394,7 @@ def finetune_command(args):
                       weight_decay=0.01, beta2=0.98, eval_every=eval_every,
                       checkpoint_every=steps, seed=args.seed)
     out = args.out or os.path.join("runs", f"bert-{args.task}")
-    result = train(task, cfg, out)
+    result = train(task, cfg, out, overwrite=args.overwrite)
     ev = result.last_eval
     majority = majority_accuracy(test_arrays[3])
     print(f"\ntest accuracy {ev['val_acc']:.1%} on {args.task} (majority class {majority:.1%}) "
@@ -480,6 +482,8 @@ def add_commands(sub, train_models, finetune_models):
     p.add_argument("--eval-every", type=argtypes.positive_int, default=None)
     p.add_argument("--out", default=DEFAULT_OUT)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in OUT (its checkpoint and metrics)")
     p.add_argument("--seed", type=argtypes.seed, default=0)
     p.set_defaults(func=pretrain_command)
 
@@ -504,6 +508,8 @@ def add_commands(sub, train_models, finetune_models):
                    help="without --init/--pretrained: the WordPiece vocabulary learned from pydoc")
     f.add_argument("--eval-every", type=argtypes.positive_int, default=None)
     f.add_argument("--out", default=None, help="default runs/bert-TASK")
+    f.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in OUT (its checkpoint and metrics)")
     f.add_argument("--seed", type=argtypes.seed, default=0)
     f.set_defaults(func=finetune_command)
 

@@ -33,6 +33,7 @@ from ..checkpoint import load_checkpoint
 from ..models.clip import (CLIP, CLIPConfig, PRESETS, class_recall, preset, zero_shot_accuracy,
                            zero_shot_classifier)
 from ..tokenizers.words import WordTokenizer
+from ..runfolder import check_run_folder
 from ..train import TrainConfig, train
 
 DEFAULT_OUT = os.path.join("runs", "clip")
@@ -277,6 +278,8 @@ def add_commands(sub, train_models, finetune_models=None):
     p.add_argument("--eval-every", type=argtypes.positive_int, default=None)
     p.add_argument("--out", default=None, help=f"output folder (default {DEFAULT_OUT}-DATA)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in OUT (its checkpoint and metrics)")
     p.add_argument("--seed", type=argtypes.seed, default=0)
     p.set_defaults(func=train_command)
 
@@ -310,6 +313,7 @@ DATA_OVERRIDES = {                      # what a data set fixes in the architect
 def train_command(args):
     defaults = JOB_DEFAULTS[args.data]
     out = args.out or f"{DEFAULT_OUT}-{args.data}"
+    check_run_folder(out, args.resume, args.overwrite)
     steps = args.steps or defaults["steps"]
     batch_size = args.batch_size or defaults["batch_size"]
     lr = args.lr or defaults["lr"]
@@ -337,7 +341,7 @@ def train_command(args):
     cfg = TrainConfig(steps=steps, lr=lr, min_lr=lr / 10, warmup=min(100, steps // 10),
                       weight_decay=0.1, eval_every=eval_every, checkpoint_every=eval_every,
                       log_every=min(10, steps), seed=args.seed)
-    result = train(task, cfg, out, resume=args.resume)
+    result = train(task, cfg, out, resume=args.resume, overwrite=args.overwrite)
     ev = result.last_eval
     print("\nheld-out: " + ", ".join(f"{k} {v:.4f}" for k, v in ev.items()))
     path = write_similarity_figure(model, tokenizer, data, os.path.join(out, SIMILARITY_NAME))

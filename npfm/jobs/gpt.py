@@ -16,6 +16,7 @@ from .. import argtypes
 from ..checkpoint import load_checkpoint
 from ..losses import cross_entropy_backward, cross_entropy_forward
 from ..models.gpt import GPT, GPTConfig, PRESETS, generate, preset
+from ..runfolder import check_run_folder
 from ..train import TrainConfig, train
 
 DEFAULT_OUT = os.path.join("runs", "gpt")
@@ -112,6 +113,8 @@ def add_commands(sub, train_models):
     p.add_argument("--max-bytes", type=argtypes.positive_int, default=None, help="use at most this much text")
     p.add_argument("--out", default=DEFAULT_OUT)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in OUT (its checkpoint and metrics)")
     p.add_argument("--init", default=None, help="start from a checkpoint's weights (fine-tuning)")
     p.add_argument("--seed", type=argtypes.seed, default=0)
     p.add_argument("--sample-tokens", type=argtypes.nonnegative_int, default=300)
@@ -139,6 +142,7 @@ def train_command(args):
     from ..data.corpus import load_corpus
     from ..tokenizers import tokenizer_from_dict
     defaults = JOB_DEFAULTS[args.preset]
+    check_run_folder(args.out, args.resume, args.overwrite)
     steps = args.steps or defaults["steps"]
     init_ckpt = load_checkpoint(args.init, kind="gpt") if args.init else None
     resume_ckpt = None
@@ -172,7 +176,8 @@ def train_command(args):
     cfg = TrainConfig(steps=steps, lr=args.lr or defaults["lr"], min_lr=(args.lr or defaults["lr"]) / 10,
                       warmup=min(100, steps // 10), eval_every=args.eval_every or defaults["eval_every"],
                       checkpoint_every=args.eval_every or defaults["eval_every"], seed=args.seed)
-    result = train(task, cfg, args.out, resume=args.resume, init=args.init)
+    result = train(task, cfg, args.out, resume=args.resume, init=args.init,
+                   overwrite=args.overwrite)
     ev = result.last_eval
     print(f"\nvalidation loss {ev['val_loss']:.4f} nats/token = {ev['val_nats_per_byte']:.4f} nats/byte "
           f"after {cfg.steps} steps; checkpoint, metrics.jsonl and loss.png in {args.out}")
