@@ -68,6 +68,14 @@ class Checkpoint:
     step: int                       # optimizer steps taken when saved
     rng_state: Any = None           # e.g. Generator.bit_generator.state
     extra: Any = None               # tokenizer description, metrics, ...
+    path: str = ""                  # where it was read from
+
+    def need(self, key):
+        """``extra[key]``, or a CheckpointError naming what the file lacks."""
+        if not isinstance(self.extra, dict) or key not in self.extra:
+            raise CheckpointError(f"{self.path or 'the checkpoint'!r} has no {key!r} in its extra "
+                                  f"entries: it was not written by this npfm command, or is damaged")
+        return self.extra[key]
 
 
 def save_checkpoint(path, *, kind, config, model_state, optimizer_state=None, step=0,
@@ -202,7 +210,7 @@ def _checkpoint_from(path, meta, arrays, kind):
                       model_state=model_state,
                       optimizer_state=optimizer_state if meta.get("has_optimizer") else None,
                       step=step, rng_state=meta.get("rng_state"),
-                      extra=meta.get("extra"))
+                      extra=meta.get("extra"), path=path)
 
 
 # ----- reading without trusting the file -------------------------------------------

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 
@@ -65,10 +66,32 @@ def main(argv=None):
         return args.func(args) or 0
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (``npfm generate ... | head``): stop quietly, and point
+        # stdout at nothing so that Python's final flush does not fail again
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        print("npfm: error: the output was closed before npfm finished (broken pipe)",
+              file=sys.stderr)
+        return 2
     except (ValueError, TypeError, FileNotFoundError, RuntimeError, ImportError) as err:
         if getattr(args, "debug", False):
             raise
         print(f"npfm: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:                      # a folder where a file goes, a read-only disk
+        if getattr(args, "debug", False):
+            raise
+        where = f": {err.filename}" if err.filename else ""
+        print(f"npfm: error: {err.strerror or err}{where}", file=sys.stderr)
+        return 2
+    except Exception as err:                    # e.g. a damaged checkpoint's KeyError
+        if getattr(args, "debug", False):
+            raise
+        print(f"npfm: error: {type(err).__name__}: {err} (add --debug for the traceback)",
+              file=sys.stderr)
         return 2
 
 

@@ -187,3 +187,20 @@ def check_run_folder(out_dir, resume=False, overwrite=False, checkpoint_name="ch
         raise RunFolderError(
             f"{out_dir!r} already holds a run's checkpoint: add --resume to continue it, "
             f"--overwrite to replace it, or choose another --out")
+
+
+def check_output_file(path, overwrite=False, option="--out"):
+    """Refuse, before any work, an output path that is a folder, lies in no folder that can
+    be written, or names an existing file (unless ``overwrite``)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise RunFolderError(f"{option} {path!r} is a folder; give a file name such as "
+                             f"{os.path.join(path, 'grid.png')!r}")
+    if os.path.exists(path) and not overwrite:
+        raise RunFolderError(f"{option} {path!r} already exists: add --overwrite to replace it, "
+                             f"or choose another name")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise RunFolderError(f"{option} {path!r}: the folder {folder!r} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise RunFolderError(f"{option} {path!r}: the folder {folder!r} is not writable")

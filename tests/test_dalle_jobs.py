@@ -129,7 +129,7 @@ def test_draw_writes_a_grid(run, tmp_path, capsys):
     image = read_png(str(out))
     assert image.shape[0] > 16 and image.shape[1] > 3 * 16
     assert main(["draw", "a blue zebra", "--checkpoint", str(run / "checkpoint.npz"),
-                 "--samples", "1", "--out", str(out)]) == 0
+                 "--samples", "1", "--out", str(out), "--overwrite"]) == 0
     assert "zebra" in capsys.readouterr().out
 
 

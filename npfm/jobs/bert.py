@@ -163,7 +163,7 @@ def pretrain_command(args):
           f"({len(train_docs)} documents for training, {len(val_docs)} held out)")
     if args.resume:
         ckpt = load_checkpoint(os.path.join(args.out, "checkpoint.npz"), kind=PRETRAIN_KIND)
-        tokenizer = WordPieceTokenizer.from_dict(ckpt.extra["tokenizer"])
+        tokenizer = WordPieceTokenizer.from_dict(ckpt.need("tokenizer"))
         config = BertConfig.from_dict(ckpt.config)
     else:
         tokenizer = train_tokenizer(train_docs, args.vocab_size)
@@ -312,7 +312,7 @@ def load_encoder_from_pretraining(path):
     prefix = "bert."
     state = {k[len(prefix):]: v for k, v in ckpt.model_state.items() if k.startswith(prefix)}
     return (BertConfig.from_dict(ckpt.config),
-            WordPieceTokenizer.from_dict(ckpt.extra["tokenizer"]), state)
+            WordPieceTokenizer.from_dict(ckpt.need("tokenizer")), state)
 
 
 def minilm_dir():

@@ -321,12 +321,12 @@ def train_command(args):
     ckpt = None
     if args.resume:                      # a mismatch is named before any data is made
         ckpt = load_checkpoint(os.path.join(out, "checkpoint.npz"), kind="clip")
-        if ckpt.extra["data"]["name"] != args.data:
+        if ckpt.need("data")["name"] != args.data:
             raise ValueError(f"--resume: the checkpoint in {out} was trained on "
-                             f"{ckpt.extra['data']['name']}, not {args.data}")
+                             f"{ckpt.need('data')['name']}, not {args.data}")
     data = make_data(args.data, seed=args.seed)
     if ckpt is not None:
-        tokenizer = WordTokenizer.from_dict(ckpt.extra["tokenizer"])
+        tokenizer = WordTokenizer.from_dict(ckpt.need("tokenizer"))
         config = CLIPConfig.from_dict(ckpt.config)
     else:
         tokenizer = WordTokenizer.train(data.vocabulary_captions())
@@ -365,8 +365,8 @@ def load_model(path):
     ckpt = load_checkpoint(path, kind="clip")
     model = CLIP(CLIPConfig.from_dict(ckpt.config))
     model.load_state_dict(ckpt.model_state)
-    tokenizer = WordTokenizer.from_dict(ckpt.extra["tokenizer"])
-    info = ckpt.extra["data"]
+    tokenizer = WordTokenizer.from_dict(ckpt.need("tokenizer"))
+    info = ckpt.need("data")
     data = make_data(info["name"], image_size=info["image_size"])
     return model.eval(), tokenizer, data
 

@@ -55,7 +55,7 @@ from ..models.dalle import (DALLE, DALLEConfig, PRESETS, TextImageLoss, check_co
 from ..optim import AdamW
 from ..tokenizers.vq import VQTokenizer
 from ..tokenizers.words import SPECIALS, WordTokenizer
-from ..runfolder import check_run_folder
+from ..runfolder import check_output_file, check_run_folder
 from ..train import TrainConfig, train
 
 DEFAULT_OUT = os.path.join("runs", "dalle")
@@ -401,8 +401,8 @@ def load_model(path, codebook=None):
     config = DALLEConfig.from_dict(ckpt.config)
     model = DALLE(config)
     model.load_state_dict(ckpt.model_state)
-    words = WordTokenizer.from_dict(ckpt.extra["words"])
-    vq = VQTokenizer.load(codebook) if codebook else VQTokenizer.from_dict(ckpt.extra["vq"])
+    words = WordTokenizer.from_dict(ckpt.need("words"))
+    vq = VQTokenizer.load(codebook) if codebook else VQTokenizer.from_dict(ckpt.need("vq"))
     check_codebook(config, vq)
     if words.vocab_size != config.text_vocab:
         raise ValueError(f"{path}: the word tokenizer has {words.vocab_size} words, the model "
@@ -412,7 +412,7 @@ def load_model(path, codebook=None):
 
 def data_of(ckpt, n_train=None):
     """The data set a checkpoint was trained on, rebuilt (it is deterministic)."""
-    info = ckpt.extra["data"]
+    info = ckpt.need("data")
     return make_data(info["name"], n_train=n_train or info["n_train"], seed=info["seed"])
 
 
@@ -445,6 +445,7 @@ def add_commands(sub, train_models, finetune_models=None):
     d.add_argument("--checkpoint", required=True)
     d.add_argument("--samples", type=argtypes.positive_int, default=8, help="images to draw")
     d.add_argument("--out", default="grid.png", help="PNG path of the grid")
+    d.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     d.add_argument("--clip", default=None, help="a CLIP checkpoint: keep the best of --candidates")
     d.add_argument("--candidates", type=argtypes.positive_int, default=8, help="samples per image when reranking")
     d.add_argument("--temperature", type=argtypes.nonnegative_float, default=TEMPERATURE)
@@ -499,11 +500,11 @@ def train_command(args):
     data = make_data(args.data, n_train=args.n_train, seed=args.seed)
     if args.resume:
         ckpt = load_checkpoint(os.path.join(out, "checkpoint.npz"), kind="dalle")
-        if ckpt.extra["data"] != data.describe():
-            raise ValueError(f"--resume: the checkpoint in {out} was trained on {ckpt.extra['data']}, "
+        if ckpt.need("data") != data.describe():
+            raise ValueError(f"--resume: the checkpoint in {out} was trained on {ckpt.need('data')}, "
                              f"this run asks for {data.describe()}")
-        words = WordTokenizer.from_dict(ckpt.extra["words"])
-        vq = VQTokenizer.from_dict(ckpt.extra["vq"])
+        words = WordTokenizer.from_dict(ckpt.need("words"))
+        vq = VQTokenizer.from_dict(ckpt.need("vq"))
         config = DALLEConfig.from_dict(ckpt.config)
     else:
         words = WordTokenizer.train(data.vocabulary_captions())
@@ -559,6 +560,7 @@ def draw_command(args):
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
     if args.temperature < 0:
         raise ValueError(f"--temperature must be >= 0 (0 = the most likely code), got {args.temperature}")
+    check_output_file(args.out, args.overwrite)
     model, words, vq, _ = load_model(args.checkpoint, codebook=args.codebook)
     text_ids = encode_captions(words, args.caption, model.config)[0]
     unknown = [w for w in _words(args.caption) if w not in words.ids]

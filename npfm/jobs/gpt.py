@@ -153,7 +153,7 @@ def train_command(args):
     print(f"data: {corpus.describe()}")
     base = resume_ckpt or init_ckpt
     if base is not None:                        # the tokenizer comes with the weights
-        tokenizer = tokenizer_from_dict(base.extra["tokenizer"])
+        tokenizer = tokenizer_from_dict(base.need("tokenizer"))
         config = GPTConfig.from_dict(base.config)
         if args.dropout is not None:
             config = GPTConfig.from_dict({**config.to_dict(), "dropout": args.dropout})
@@ -214,7 +214,7 @@ def load_model(path):
     ckpt = load_checkpoint(path, kind="gpt")
     model = GPT(GPTConfig.from_dict(ckpt.config))
     model.load_state_dict(ckpt.model_state)
-    tokenizer = tokenizer_from_dict(ckpt.extra["tokenizer"])
+    tokenizer = tokenizer_from_dict(ckpt.need("tokenizer"))
     if tokenizer.vocab_size != model.config.vocab_size:
         raise ValueError(f"{path}: the tokenizer has {tokenizer.vocab_size} tokens but the model "
                          f"{model.config.vocab_size}")

@@ -248,6 +248,10 @@ class MultiHeadAttention(Module):
 
     def __init__(self, dim, n_heads, causal=False, bias=True, std=0.02, rng=None,
                  dtype=np.float32):
+        for name, value in (("dim", dim), ("n_heads", n_heads)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"MultiHeadAttention: {name} must be a positive integer, "
+                                 f"got {value!r}")
         if dim % n_heads != 0:
             raise ValueError(f"MultiHeadAttention: dim {dim} is not divisible by n_heads {n_heads}")
         rng = np.random.default_rng(0) if rng is None else rng
@@ -291,6 +295,9 @@ class MultiHeadAttention(Module):
         """x: (B, T, C) -> y: (B, T, C). kv_cache: a KVCache for incremental decoding."""
         x = check_array(x, "x", min_ndim=3, last_dim=self.dim, who="MultiHeadAttention")
         B, T, C = x.shape
+        if T == 0:
+            raise ValueError(f"MultiHeadAttention: x has no positions (shape {x.shape}); "
+                             f"attention needs at least one")
         b_qkv = self.b_qkv.data if self.b_qkv is not None else None
         W_qkv = self.W_qkv.data
         if context is None:
@@ -315,10 +322,15 @@ class MultiHeadAttention(Module):
         y, out_cache = linear_forward(a, self.W_out.data,
                                       None if self.b_out is None else self.b_out.data)
         self._cache = (lin_cache, kv_lin_cache, attn_cache, out_cache, kv_cache is not None)
+        self._y_shape = y.shape
         return y
 
     def backward(self, dy):
         lin_cache, kv_lin_cache, attn_cache, out_cache, used_kv_cache = self._saved()
+        dy = check_array(dy, "dy", who="MultiHeadAttention.backward")
+        if dy.shape != self._y_shape:
+            raise ValueError(f"MultiHeadAttention.backward: dy has shape {dy.shape}, but the "
+                             f"forward's output had shape {self._y_shape}")
         if used_kv_cache:
             raise ValueError("MultiHeadAttention.backward: no backward through KV-cache "
                              "decoding (it is for generation only)")

@@ -405,9 +405,15 @@ def sample_from_logits(logits, rng, temperature=1.0, top_k=None):
     """
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if top_k is not None and (int(top_k) != top_k or top_k < 1):
-        raise ValueError(f"top_k must be a positive integer, got {top_k}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer))
+                              or top_k < 1):
+        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    if not np.isfinite(temperature):
+        raise ValueError(f"temperature must be finite, got {temperature}")
     z = np.asarray(logits, dtype=np.float64)                            # (B, K)
+    if np.isnan(z).any() or np.isposinf(z).any() or not np.isfinite(z).any(axis=-1).all():
+        raise ValueError("sample_from_logits: the logits contain NaN or +inf (or a row with no finite "
+                         "value): the model's weights are probably damaged")
     if temperature == 0:
         return z.argmax(axis=1)
     z = z / temperature

@@ -49,8 +49,9 @@ class GPTConfig(ConfigMixin):
             object.__setattr__(self, "hidden", 4 * self.dim)
         if self.positions not in ("learned", "sinusoidal"):
             raise ValueError(f"positions must be 'learned' or 'sinusoidal', got {self.positions!r}")
-        if self.dim % self.n_heads:
-            raise ValueError(f"dim {self.dim} is not divisible by n_heads {self.n_heads}")
+        if self.n_heads < 1 or self.dim % self.n_heads:
+            raise ValueError(f"dim {self.dim} is not divisible by n_heads {self.n_heads} "
+                             f"(n_heads must be >= 1)")
 
 
 
@@ -104,8 +105,8 @@ class GPT(Module):
         tokens then sit at positions cache.length ... cache.length + T - 1.
         """
         ids = check_ids(ids, self.config.vocab_size, who="GPT")
-        if ids.ndim != 2:
-            raise ValueError(f"GPT: ids must be (B, T), got shape {ids.shape}")
+        if ids.ndim != 2 or ids.shape[1] == 0:
+            raise ValueError(f"GPT: ids must be (B, T) with T >= 1, got shape {ids.shape}")
         offset = kv_caches[0].length if kv_caches else 0
         if offset + ids.shape[1] > self.config.context:
             raise ValueError(f"GPT: {offset + ids.shape[1]} positions exceed the context of "
@@ -182,9 +183,15 @@ def sample_next(logits, rng, temperature=1.0, top_k=None, top_p=None):
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if top_p is not None and not (0 < top_p <= 1):
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer))
+                              or top_k < 1):
+        raise ValueError(f"top_k must be an integer >= 1, got {top_k!r}")
+    if not math.isfinite(temperature):
+        raise ValueError(f"temperature must be finite, got {temperature}")
     logits = np.asarray(logits, dtype=np.float64)
+    if np.isnan(logits).any() or np.isposinf(logits).any() or not np.isfinite(logits).any():
+        raise ValueError("sample_next: the logits contain NaN or +inf (or no finite value): the model's "
+                         "weights are probably damaged (check the checkpoint)")
     if temperature == 0:
         return int(np.argmax(logits))
     z = logits / temperature
