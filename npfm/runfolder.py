@@ -75,7 +75,7 @@ class RunLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self._holder()
-                if holder is not None and holder != os.getpid() and pid_alive(holder):
+                if holder is not None and pid_alive(holder):    # this process too: a nested run
                     raise RunFolderError(
                         f"{self.out_dir!r} is in use by another run (process {holder} holds "
                         f"{self.path}); wait for it to finish or choose another --out") from None

@@ -391,6 +391,9 @@ def zeroshot_command(args):
 def image_search_command(args):
     if args.k < 1:
         raise ValueError(f"--k must be at least 1, got {args.k}")
+    if args.k > args.n:
+        raise ValueError(f"--k {args.k} is more than --n {args.n}, the images searched: "
+                         f"give --k <= --n")
     model, tokenizer, data = load_model(args.checkpoint)
     images, captions, classes = data.search_pool(args.n)
     if args.k > len(images):
