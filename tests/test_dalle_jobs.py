@@ -134,7 +134,7 @@ def test_draw_writes_a_grid(run, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["a red circle", "--samples", "0"], "--samples must be at least 1"),
+    (["a red circle", "--samples", "0"], "--samples must be a positive integer"),
     (["", "--samples", "2"], "empty"),
     (["...", "--samples", "2"], "empty"),
     (["a red circle", "--top-k", "0"], "--top-k"),
