@@ -67,6 +67,12 @@ class Module:
     Sub-classes set Parameters and sub-Modules as attributes (lists of Modules
     are allowed and named ``blocks.0``, ``blocks.1``, ...) and implement
     ``forward`` and ``backward``.
+
+    Calling ``backward`` twice after one ``forward`` adds the gradients twice
+    (each call ``+=`` into ``param.grad``; the cache is not consumed). This is
+    what makes tied weights and gradient accumulation over micro-batches work,
+    and it is why the training loop calls ``zero_grad()`` before every step;
+    micrograd's issue #53 is the same behaviour, there reported as a surprise.
     """
 
     training = True
@@ -176,10 +182,13 @@ class Module:
         return {name: p.data.copy() for name, p in self.named_parameters()}
 
     def load_state_dict(self, state, strict=True):
-        """Copy arrays into the Parameters (cast to their dtype).
+        """Copy arrays into the Parameters (cast to their float dtype).
 
         strict: every Parameter must be present and nothing else; shapes must
-        always match. Returns (missing, unexpected) names.
+        always match. Only real floating-point arrays are accepted: an object,
+        string, complex, boolean or integer array is refused (casting would turn
+        None into NaN, drop imaginary parts, or hide a wrong file).
+        Returns (missing, unexpected) names.
         """
         params = dict(self.named_parameters())
         missing = [k for k in params if k not in state]
@@ -194,7 +203,14 @@ class Module:
         for name, p in params.items():
             if name not in state:
                 continue
-            value = np.asarray(state[name])
+            value = state[name]
+            kind = getattr(getattr(value, "dtype", None), "kind", None)
+            if kind != "f":
+                what = (f"dtype {value.dtype}" if kind is not None
+                        else f"a {type(value).__name__}, not an array")
+                raise TypeError(f"load_state_dict: key {name!r} is {what}; a Parameter "
+                                f"needs a float array")
+            value = np.asarray(value)
             if value.shape != p.shape:
                 raise ValueError(f"load_state_dict: key {name!r} has shape {value.shape}, "
                                  f"the model expects {p.shape}")

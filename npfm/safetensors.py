@@ -19,6 +19,11 @@ buffer starts at a multiple of 8 bytes, as the reference writer does.
 
 Every check that guards the reader raises ``SafetensorsError`` (a
 ``ValueError``) naming the problem, before a byte outside the buffer is read.
+The rules are the reference implementation's: a name appears once; the
+tensors tile the buffer exactly (no overlap, no hole, no trailing bytes
+that no tensor owns); a dtype is one of the names below; a shape has at
+most 64 dimensions (NumPy's limit). JSON that nests too deeply or holds
+integers too long to convert is refused with the same error.
 Each tensor is copied out of a memory map, so the file is closed on return.
 BF16 (bfloat16) has no NumPy dtype: it is the upper 16 bits of a float32,
 so it is read by shifting each uint16 into the high half of a uint32 and
@@ -79,11 +84,28 @@ def float32_to_bfloat16(x):
 
 # ----- reading ---------------------------------------------------------------------
 
+MAX_DIMS = 64
+
+
+def _unique_keys(pairs):
+    """object_pairs_hook for json.loads: a repeated name is an error, not "the last wins"."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise SafetensorsError(f"the header names {key!r} twice")
+        out[key] = value
+    return out
+
+
 def _parse_header(blob, file_size, path):
     """Header dict from the bytes after the length word, every entry checked."""
     try:
-        header = json.loads(blob.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        header = json.loads(blob.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except SafetensorsError as err:
+        raise SafetensorsError(f"{path}: {err}") from None
+    except RecursionError:
+        raise SafetensorsError(f"{path}: the header's JSON nests too deeply") from None
+    except (UnicodeDecodeError, ValueError) as err:         # ValueError: e.g. a 5000-digit integer
         raise SafetensorsError(f"{path}: the header is not valid UTF-8 JSON ({err})") from None
     if not isinstance(header, dict):
         raise SafetensorsError(f"{path}: the header must be a JSON object, "
@@ -100,12 +122,15 @@ def _parse_header(blob, file_size, path):
             raise SafetensorsError(f"{path}: tensor {name!r} needs 'dtype', 'shape' and "
                                    f"'data_offsets', got {info!r}")
         dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-        if dtype not in DTYPES:
+        if not isinstance(dtype, str) or dtype not in DTYPES:
             raise SafetensorsError(f"{path}: tensor {name!r} has unsupported dtype {dtype!r} "
                                    f"(supported: {', '.join(DTYPES)})")
         if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
             raise SafetensorsError(f"{path}: tensor {name!r} has shape {shape!r}, "
                                    f"not a list of non-negative ints")
+        if len(shape) > MAX_DIMS:
+            raise SafetensorsError(f"{path}: tensor {name!r} has {len(shape)} dimensions; "
+                                   f"at most {MAX_DIMS} are allowed")
         if (not isinstance(offsets, list) or len(offsets) != 2
                 or not all(type(o) is int for o in offsets)):
             raise SafetensorsError(f"{path}: tensor {name!r} has data_offsets {offsets!r}, "
@@ -127,8 +152,14 @@ def _parse_header(blob, file_size, path):
         if begin < furthest_end:
             raise SafetensorsError(f"{path}: tensors {furthest_name!r} and {name!r} overlap "
                                    f"in the buffer")
+        if begin > furthest_end:
+            raise SafetensorsError(f"{path}: bytes {furthest_end} to {begin} of the buffer "
+                                   f"belong to no tensor")
         if end > furthest_end:
             furthest_end, furthest_name = end, name
+    if furthest_end != buffer_size:
+        raise SafetensorsError(f"{path}: the last {buffer_size - furthest_end} bytes of the "
+                               f"{buffer_size}-byte buffer belong to no tensor")
     return header
 
 

@@ -42,6 +42,20 @@ without ``loss_sum_and_backward`` gives each micro-batch's mean the weight
 1 / K: the same thing when every micro-batch counts as many targets, but not
 a larger batch for a loss that is not a sum over targets (CLIP's contrastive
 loss draws its negatives from one micro-batch).
+
+What no fault may do is lose a good checkpoint or a line of metrics:
+
+* the run folder is locked (``npfm.runfolder``): a second run into it is
+  refused, naming the process that holds it; a fresh run into a folder
+  holding another run's checkpoint is refused unless told ``resume`` or
+  ``overwrite``; leftovers of killed saves are removed and a torn last
+  metrics line is dropped;
+* the loss and the gradient norm are checked at every step, before the
+  optimizer touches the weights, and the weights before every save: a
+  non-finite value stops the run (``TrainingDivergedError``, naming the
+  step and the quantity) and the last good checkpoint is never replaced by
+  a non-finite one;
+* a loss that climbs far above where it started gets a warning.
 """
 
 from __future__ import annotations
@@ -49,6 +63,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -56,12 +71,19 @@ import numpy as np
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .nn.dropout import Dropout
+from .runfolder import (RunFolderError, RunLock, make_run_folder, read_jsonl,
+                        remove_stale_temporaries)
 from .optim import AdamW, clip_grad_norm, param_groups, warmup_cosine
 from .progress import Progress
 
 CHECKPOINT_NAME = "checkpoint.npz"
 METRICS_NAME = "metrics.jsonl"
 CURVE_NAME = "loss.png"
+DIVERGENCE_FACTOR = 2.0     # warn when the logged loss is this many times its first value
+
+
+class TrainingDivergedError(FloatingPointError, ValueError):
+    """The loss, the gradient norm or the weights became NaN or infinite."""
 
 
 @dataclass
@@ -120,20 +142,40 @@ def _append_jsonl(path, record):
         f.write(json.dumps(record) + "\n")
 
 
-def _truncate_metrics(path, last_step):
-    """Keep only the metric lines up to ``last_step`` (what the checkpoint holds)."""
+def _truncate_metrics(path, last_step, note=None):
+    """Keep only the metric lines up to ``last_step`` (what the checkpoint holds).
+
+    A torn last line (a kill during the append) is dropped with a note. The
+    file is rewritten through a temporary file and a rename, so a kill here
+    loses nothing either.
+    """
     if not os.path.exists(path):
         return
-    with open(path, encoding="utf-8") as f:
-        keep = [line for line in f if line.strip() and json.loads(line)["step"] <= last_step]
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(keep)
+    records, _ = read_jsonl(path, note=note)
+    keep = [r for r in records if isinstance(r.get("step"), int) and r["step"] <= last_step]
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in keep)
+    os.replace(tmp, path)
 
 
 def read_metrics(path):
-    """The records of a metrics.jsonl file, in order."""
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """The records of a metrics.jsonl file, in order (a torn last line is left out)."""
+    return read_jsonl(path)[0]
+
+
+def _non_finite_count(params):
+    """How many values of the Parameters are NaN or infinite."""
+    return sum(int(p.data.size - np.count_nonzero(np.isfinite(p.data))) for p in params)
+
+
+def _diverged(what, step, value, config, ckpt_path, last_saved, detail=""):
+    where = (f"the last checkpoint with finite weights, {ckpt_path} (step {last_saved}), is "
+             f"kept as it was" if last_saved else "no checkpoint was written")
+    return TrainingDivergedError(
+        f"training stopped: the {what} became {value} at step {step}{detail}; {where}. "
+        f"Try a lower --lr (this run: {config.lr:g}; start afresh with --overwrite if the "
+        f"saved weights are already far off) or check the data")
 
 
 def save_task_checkpoint(path, task, optimizer, step, batch_rng, dropout_rng, train_config):
@@ -148,17 +190,38 @@ def save_task_checkpoint(path, task, optimizer, step, batch_rng, dropout_rng, tr
 
 
 def train(task, config: TrainConfig, out_dir, resume=False, init=None, stream=None,
-          plot=True, save=True):
+          plot=True, save=True, overwrite=False):
     """Train ``task.model`` for ``config.steps`` steps; returns a TrainResult.
 
     out_dir: where checkpoint.npz, metrics.jsonl and loss.png are written.
     resume: continue from out_dir/checkpoint.npz (same losses as a straight run).
     init: a checkpoint path whose model weights start the run (fine-tuning).
+    overwrite: start afresh even if out_dir holds another run's checkpoint
+    (without it, or resume, such a folder is refused).
+    The folder is locked while the run lasts (see ``npfm.runfolder``).
     """
+    if not save:
+        os.makedirs(out_dir, exist_ok=True)
+        return _train(task, config, out_dir, resume, init, stream, plot, save, overwrite)
+    out_dir = os.fspath(out_dir)
+    make_run_folder(out_dir)
+
+    def note(text):
+        print(text, file=sys.stdout if stream is None else stream, flush=True)
+
+    with RunLock(out_dir, note=note):
+        remove_stale_temporaries(out_dir, note=note)
+        return _train(task, config, out_dir, resume, init, stream, plot, save, overwrite)
+
+
+def _train(task, config, out_dir, resume, init, stream, plot, save, overwrite):
+    """The loop itself (``train`` has checked and locked the folder)."""
     model = task.model
-    os.makedirs(out_dir, exist_ok=True)
     ckpt_path = os.path.join(out_dir, CHECKPOINT_NAME)
     metrics_path = os.path.join(out_dir, METRICS_NAME)
+
+    def note(text):
+        print(text, file=sys.stdout if stream is None else stream, flush=True)
 
     batch_rng = np.random.default_rng(config.seed)
     dropout_rng = np.random.default_rng(config.seed + 1)
@@ -178,15 +241,28 @@ def train(task, config: TrainConfig, out_dir, resume=False, init=None, stream=No
         _set_rng_state(batch_rng, ckpt.rng_state["batches"])
         _set_rng_state(dropout_rng, ckpt.rng_state["dropout"])
         start = ckpt.step
-        _truncate_metrics(metrics_path, start)
         if start >= config.steps:
             raise ValueError(f"--resume: the checkpoint is at step {start}, "
                              f"nothing left to do for --steps {config.steps}")
+        saved_steps = ((ckpt.extra or {}).get("train_config") or {}).get("steps")
+        if isinstance(saved_steps, int) and saved_steps != config.steps:
+            note(f"note: resuming a run of {saved_steps} steps with --steps {config.steps}: the "
+                 f"learning-rate schedule is now stretched to {config.steps} steps, so the losses "
+                 f"from step {start + 1} on differ from an uninterrupted {saved_steps}-step run")
+        _truncate_metrics(metrics_path, start, note=note if save else None)
     else:
+        if save and os.path.exists(ckpt_path) and not overwrite:
+            raise RunFolderError(
+                f"{out_dir!r} already holds a run's checkpoint ({ckpt_path}): add --resume to "
+                f"continue it, --overwrite to replace it, or choose another --out")
         if init is not None:
             ckpt = load_checkpoint(init, kind=task.kind)
             model.load_state_dict(ckpt.model_state)
-        if os.path.exists(metrics_path):
+        if save:
+            for name in (CHECKPOINT_NAME, METRICS_NAME, CURVE_NAME):
+                if os.path.exists(os.path.join(out_dir, name)):
+                    os.remove(os.path.join(out_dir, name))
+        elif os.path.exists(metrics_path):
             os.remove(metrics_path)
 
     params = model.parameters()
@@ -195,6 +271,7 @@ def train(task, config: TrainConfig, out_dir, resume=False, init=None, stream=No
     history = read_metrics(metrics_path) if resume and os.path.exists(metrics_path) else []
     last_eval, window, t0 = {}, [], time.perf_counter()
     last_saved = start if resume else None
+    first_loss, warned = None, False
     model.train()
     step = start
     try:
@@ -209,10 +286,11 @@ def train(task, config: TrainConfig, out_dir, resume=False, init=None, stream=No
                 loss, n_items = accumulate_gradients(task, batch_rng, config.grad_accum, params)
             loss = float(loss)
             if not math.isfinite(loss):
-                raise FloatingPointError(
-                    f"the training loss became {loss} at step {step + 1}; lower --lr or check "
-                    f"the data (the last good checkpoint is {ckpt_path if last_saved else 'none'})")
+                raise _diverged("training loss", step + 1, loss, config, ckpt_path, last_saved)
             grad_norm = clip_grad_norm(params, config.grad_clip)
+            if not math.isfinite(grad_norm):      # checked before the weights are touched
+                raise _diverged("gradient norm", step + 1, grad_norm, config, ckpt_path,
+                                last_saved, detail=f" (the loss was {loss:.4g})")
             optimizer.step()
             if hasattr(task, "after_step"):
                 task.after_step()
@@ -231,11 +309,24 @@ def train(task, config: TrainConfig, out_dir, resume=False, init=None, stream=No
                           **({} if record is None else last_eval)}
                 window = []
                 history.append(record)
+                if first_loss is None:
+                    first_loss = record["train_loss"]
+                elif (not warned and record["train_loss"] > DIVERGENCE_FACTOR * first_loss
+                      and record["train_loss"] > first_loss + 1.0):
+                    warned = True
+                    progress.message(
+                        f"warning: the training loss rose from {first_loss:.4g} to "
+                        f"{record['train_loss']:.4g} at step {done}: the run is diverging; "
+                        f"try a lower --lr (this run: {config.lr:g})")
                 if save:
                     _append_jsonl(metrics_path, record)
             progress.update(done, loss, items=n_items,
                             **{k: v for k, v in (record or {}).items() if k.startswith("val")})
             if save and (done % config.checkpoint_every == 0 or done == config.steps):
+                bad = _non_finite_count(params)
+                if bad:                             # never replace a good checkpoint with this
+                    raise _diverged("weights", done, f"non-finite ({bad:,} values)", config,
+                                    ckpt_path, last_saved)
                 save_task_checkpoint(ckpt_path, task, optimizer, done, batch_rng, dropout_rng, config)
                 last_saved = done
     except KeyboardInterrupt:

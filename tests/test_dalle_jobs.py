@@ -129,12 +129,12 @@ def test_draw_writes_a_grid(run, tmp_path, capsys):
     image = read_png(str(out))
     assert image.shape[0] > 16 and image.shape[1] > 3 * 16
     assert main(["draw", "a blue zebra", "--checkpoint", str(run / "checkpoint.npz"),
-                 "--samples", "1", "--out", str(out)]) == 0
+                 "--samples", "1", "--out", str(out), "--overwrite"]) == 0
     assert "zebra" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["a red circle", "--samples", "0"], "--samples must be at least 1"),
+    (["a red circle", "--samples", "0"], "--samples must be a positive integer"),
     (["", "--samples", "2"], "empty"),
     (["...", "--samples", "2"], "empty"),
     (["a red circle", "--top-k", "0"], "--top-k"),

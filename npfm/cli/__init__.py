@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import re
 import sys
+
+from .. import argtypes
 
 
 def _gradcheck(args):
@@ -28,15 +32,23 @@ def add_reference_flag(parser):
                         help="run on the textbook floor alone (npfm.functional, no fast kernels)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad argument reported on one line: ``npfm: error: ...`` (status 2)."""
+
+    def error(self, message):
+        message = re.sub(r"^argument ([^:]+): ", r"\1 ", message)
+        self.exit(2, f"npfm: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="npfm", description="Transformer foundation models from scratch in NumPy.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
     p = sub.add_parser("gradcheck", help="float64 gradient check of every layer, loss and model")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=argtypes.seed, default=0)
     p.set_defaults(func=_gradcheck)
 
     train = sub.add_parser("train", help="train a model: gpt, bert, clip or dalle")
@@ -57,7 +69,10 @@ def build_parser():
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:                  # --help (0) or a bad argument (2)
+        return stop.code
     from ..fast import reference
     floor = reference() if getattr(args, "reference", False) else contextlib.nullcontext()
     try:
@@ -65,10 +80,32 @@ def main(argv=None):
             return args.func(args) or 0
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (``npfm generate ... | head``): stop quietly, and point
+        # stdout at nothing so that Python's final flush does not fail again
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        print("npfm: error: the output was closed before npfm finished (broken pipe)",
+              file=sys.stderr)
+        return 2
     except (ValueError, TypeError, FileNotFoundError, RuntimeError, ImportError) as err:
         if getattr(args, "debug", False):
             raise
         print(f"npfm: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:                      # a folder where a file goes, a read-only disk
+        if getattr(args, "debug", False):
+            raise
+        where = f": {err.filename}" if err.filename else ""
+        print(f"npfm: error: {err.strerror or err}{where}", file=sys.stderr)
+        return 2
+    except Exception as err:                    # e.g. a damaged checkpoint's KeyError
+        if getattr(args, "debug", False):
+            raise
+        print(f"npfm: error: {type(err).__name__}: {err} (add --debug for the traceback)",
+              file=sys.stderr)
         return 2
 
 

@@ -5,7 +5,9 @@ npfm.tasks.bert (what the model brings to the shared loop), nothing else.
 import os
 import numpy as np
 from . import add_reference_flag
+from .. import argtypes
 from ..checkpoint import load_checkpoint
+from ..runfolder import check_run_folder
 from ..interop.hf_bert import from_pretrained
 from ..models.bert import (PRESETS, BertConfig, BertForPreTraining, BertForSequenceClassification,
                            BertForTokenClassification, preset, sentence_embeddings)
@@ -27,6 +29,7 @@ JOB_DEFAULTS = {"tiny": dict(steps=200, lr=3e-3, eval_every=50, batch_size=16),
 def pretrain_command(args):
     from ..tokenizers.wordpiece import WordPieceTokenizer
     defaults = JOB_DEFAULTS[args.preset]
+    check_run_folder(args.out, args.resume, args.overwrite)
     steps = args.steps or defaults["steps"]
     batch_size = args.batch_size or defaults["batch_size"]
     lr = args.lr or defaults["lr"]
@@ -36,7 +39,7 @@ def pretrain_command(args):
           f"({len(train_docs)} documents for training, {len(val_docs)} held out)")
     if args.resume:
         ckpt = load_checkpoint(os.path.join(args.out, "checkpoint.npz"), kind=PRETRAIN_KIND)
-        tokenizer = WordPieceTokenizer.from_dict(ckpt.extra["tokenizer"])
+        tokenizer = WordPieceTokenizer.from_dict(ckpt.need("tokenizer"))
         config = BertConfig.from_dict(ckpt.config)
     else:
         tokenizer = train_tokenizer(train_docs, args.vocab_size)
@@ -56,7 +59,7 @@ def pretrain_command(args):
     cfg = TrainConfig(steps=steps, lr=lr, min_lr=lr / 10, warmup=min(100, steps // 10),
                       weight_decay=0.01, beta2=0.98, eval_every=eval_every,
                       checkpoint_every=eval_every, seed=args.seed)
-    result = train(task, cfg, args.out, resume=args.resume)
+    result = train(task, cfg, args.out, resume=args.resume, overwrite=args.overwrite)
     ev = result.last_eval
     print(f"\nheld-out MLM accuracy {ev['val_mlm_acc']:.1%} (most-frequent-token baseline "
           f"{ev['val_mlm_baseline_acc']:.1%}), MLM loss {ev['val_mlm_loss']:.3f}; "
@@ -125,7 +128,7 @@ def finetune_command(args):
                       weight_decay=0.01, beta2=0.98, eval_every=eval_every,
                       checkpoint_every=steps, seed=args.seed)
     out = args.out or os.path.join("runs", f"bert-{args.task}")
-    result = train(task, cfg, out)
+    result = train(task, cfg, out, overwrite=args.overwrite)
     ev = result.last_eval
     majority = majority_accuracy(test_arrays[3])
     print(f"\ntest accuracy {ev['val_acc']:.1%} on {args.task} (majority class {majority:.1%}) "
@@ -174,16 +177,18 @@ def add_commands(sub, train_models, finetune_models):
     p.add_argument("--preset", default="default", choices=sorted(PRESETS))
     p.add_argument("--data", default="pydoc",
                    help="pydoc (Python's documentation prose, default) or a text file / folder")
-    p.add_argument("--vocab-size", type=int, default=4096, help="WordPiece vocabulary size")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--max-len", type=int, default=None, help="override the preset's positions")
-    p.add_argument("--dropout", type=float, default=None)
-    p.add_argument("--eval-every", type=int, default=None)
+    p.add_argument("--vocab-size", type=argtypes.positive_int, default=4096, help="WordPiece vocabulary size")
+    p.add_argument("--steps", type=argtypes.positive_int, default=None)
+    p.add_argument("--batch-size", type=argtypes.positive_int, default=None)
+    p.add_argument("--lr", type=argtypes.positive_float, default=None)
+    p.add_argument("--max-len", type=argtypes.positive_int, default=None, help="override the preset's positions")
+    p.add_argument("--dropout", type=argtypes.dropout_rate, default=None)
+    p.add_argument("--eval-every", type=argtypes.positive_int, default=None)
     p.add_argument("--out", default=DEFAULT_OUT)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in OUT (its checkpoint and metrics)")
+    p.add_argument("--seed", type=argtypes.seed, default=0)
     add_reference_flag(p)
     p.set_defaults(func=pretrain_command)
 
@@ -197,18 +202,20 @@ def add_commands(sub, train_models, finetune_models):
                         "(the baseline that shows what pre-training gives)")
     f.add_argument("--pretrained", nargs="?", const="minilm", default=None, metavar="DIR",
                    help="start from a Hugging Face BERT directory (no DIR: the installed MiniLM)")
-    f.add_argument("--steps", type=int, default=300)
-    f.add_argument("--batch-size", type=int, default=32)
-    f.add_argument("--lr", type=float, default=None)
-    f.add_argument("--dropout", type=float, default=None)
-    f.add_argument("--max-len", type=int, default=64)
-    f.add_argument("--n-train", type=int, default=2000)
-    f.add_argument("--n-test", type=int, default=500)
-    f.add_argument("--vocab-size", type=int, default=4096,
+    f.add_argument("--steps", type=argtypes.positive_int, default=300)
+    f.add_argument("--batch-size", type=argtypes.positive_int, default=32)
+    f.add_argument("--lr", type=argtypes.positive_float, default=None)
+    f.add_argument("--dropout", type=argtypes.dropout_rate, default=None)
+    f.add_argument("--max-len", type=argtypes.positive_int, default=64)
+    f.add_argument("--n-train", type=argtypes.positive_int, default=2000)
+    f.add_argument("--n-test", type=argtypes.positive_int, default=500)
+    f.add_argument("--vocab-size", type=argtypes.positive_int, default=4096,
                    help="without --init/--pretrained: the WordPiece vocabulary learned from pydoc")
-    f.add_argument("--eval-every", type=int, default=None)
+    f.add_argument("--eval-every", type=argtypes.positive_int, default=None)
     f.add_argument("--out", default=None, help="default runs/bert-TASK")
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in OUT (its checkpoint and metrics)")
+    f.add_argument("--seed", type=argtypes.seed, default=0)
     add_reference_flag(f)
     f.set_defaults(func=finetune_command)
 
@@ -224,5 +231,5 @@ def add_commands(sub, train_models, finetune_models):
     s.add_argument("--query", required=True)
     s.add_argument("--file", default=None, help="a text file, one sentence per line")
     s.add_argument("--model", default=None, help="a Hugging Face BERT directory")
-    s.add_argument("--top", type=int, default=10)
+    s.add_argument("--top", type=argtypes.positive_int, default=10)
     s.set_defaults(func=search_command)

@@ -5,7 +5,9 @@ npfm.tasks.clip (what the model brings to the shared loop), nothing else.
 import os
 import numpy as np
 from . import add_reference_flag
+from .. import argtypes
 from ..checkpoint import load_checkpoint
+from ..runfolder import check_run_folder
 from ..models.clip import CLIP, CLIPConfig, PRESETS, class_recall, preset
 from ..tokenizers.words import WordTokenizer
 from ..train import TrainConfig, train
@@ -24,28 +26,30 @@ def add_commands(sub, train_models, finetune_models=None):
     p.add_argument("--data", default="shapes", choices=sorted(DATASETS),
                    help="shapes (drawn on the spot, default) or digits (needs scikit-learn)")
     p.add_argument("--preset", default="default", choices=sorted(PRESETS))
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--eval-every", type=int, default=None)
+    p.add_argument("--steps", type=argtypes.positive_int, default=None)
+    p.add_argument("--batch-size", type=argtypes.positive_int, default=None)
+    p.add_argument("--lr", type=argtypes.positive_float, default=None)
+    p.add_argument("--eval-every", type=argtypes.positive_int, default=None)
     p.add_argument("--out", default=None, help=f"output folder (default {DEFAULT_OUT}-DATA)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in OUT (its checkpoint and metrics)")
+    p.add_argument("--seed", type=argtypes.seed, default=0)
     add_reference_flag(p)
     p.set_defaults(func=train_command)
 
     z = sub.add_parser("zeroshot", help="zero-shot classification with a trained CLIP")
     z.add_argument("--checkpoint", required=True)
-    z.add_argument("--n", type=int, default=2000, help="held-out images per split (shapes)")
+    z.add_argument("--n", type=argtypes.positive_int, default=2000, help="held-out images per split (shapes)")
     z.set_defaults(func=zeroshot_command)
 
     s = sub.add_parser("image-search", help="rank held-out images for a text query (trained CLIP)")
     s.add_argument("--checkpoint", required=True)
     s.add_argument("--query", required=True, help='e.g. "a red circle"')
-    s.add_argument("--k", type=int, default=8, help="how many images to show")
-    s.add_argument("--n", type=int, default=500, help="held-out images to search (shapes)")
+    s.add_argument("--k", type=argtypes.positive_int, default=8, help="how many images to show")
+    s.add_argument("--n", type=argtypes.positive_int, default=500, help="held-out images to search (shapes)")
     s.add_argument("--out", default=None, help="PNG path (default: search.png next to the checkpoint)")
-    s.add_argument("--image", type=int, default=None,
+    s.add_argument("--image", type=argtypes.positive_int, default=None,
                    help="also rank the distinct captions for held-out image number IMAGE")
     s.set_defaults(func=image_search_command)
 
@@ -64,15 +68,16 @@ def train_command(args):
     batch_size = args.batch_size or defaults["batch_size"]
     lr = args.lr or defaults["lr"]
     eval_every = args.eval_every or min(defaults["eval_every"], steps)
+    check_run_folder(out, args.resume, args.overwrite)
     ckpt = None
     if args.resume:                      # a mismatch is named before any data is made
         ckpt = load_checkpoint(os.path.join(out, "checkpoint.npz"), kind="clip")
-        if ckpt.extra["data"]["name"] != args.data:
+        if ckpt.need("data")["name"] != args.data:
             raise ValueError(f"--resume: the checkpoint in {out} was trained on "
-                             f"{ckpt.extra['data']['name']}, not {args.data}")
+                             f"{ckpt.need('data')['name']}, not {args.data}")
     data = make_data(args.data, seed=args.seed)
     if ckpt is not None:
-        tokenizer = WordTokenizer.from_dict(ckpt.extra["tokenizer"])
+        tokenizer = WordTokenizer.from_dict(ckpt.need("tokenizer"))
         config = CLIPConfig.from_dict(ckpt.config)
     else:
         tokenizer = WordTokenizer.train(data.vocabulary_captions())
@@ -90,7 +95,7 @@ def train_command(args):
                       log_every=min(10, steps), seed=args.seed)
     if not args.resume and os.path.exists(os.path.join(out, BEST_NAME)):
         os.remove(os.path.join(out, BEST_NAME))      # an earlier run's choice is not this run's
-    result = train(task, cfg, out, resume=args.resume)
+    result = train(task, cfg, out, resume=args.resume, overwrite=args.overwrite)
     ev = result.last_eval
     print("\nheld-out: " + ", ".join(f"{k} {v:.4f}" for k, v in ev.items()))
     path = write_similarity_figure(model, tokenizer, data, os.path.join(out, SIMILARITY_NAME))
@@ -121,10 +126,14 @@ def zeroshot_command(args):
 
 
 def image_search_command(args):
-    if args.k < 1:
-        raise ValueError(f"--k must be at least 1, got {args.k}")
+    if args.k > args.n:
+        raise ValueError(f"--k {args.k} is more than --n {args.n}, the images searched: "
+                         f"give --k <= --n")
     model, tokenizer, data = load_model(args.checkpoint)
     images, captions, classes = data.search_pool(args.n)
+    if args.k > len(images):
+        raise ValueError(f"--k {args.k} is more than the {len(images)} images searched "
+                         f"(--n {args.n}): give --k <= --n")
     image_emb = model.encode_images(images)                                         # (N, E)
     query = model.encode_texts(tokenizer.encode_batch([args.query], model.config.context))[0]
     scores = image_emb @ query                                                      # (N,)

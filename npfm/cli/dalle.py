@@ -7,7 +7,9 @@ import os
 import time
 import numpy as np
 from . import add_reference_flag
+from .. import argtypes
 from ..checkpoint import load_checkpoint
+from ..runfolder import check_output_file, check_run_folder
 from ..models.dalle import DALLE, DALLEConfig, PRESETS, encode_captions, preset
 from ..tokenizers.vq import VQTokenizer
 from ..tokenizers.words import WordTokenizer
@@ -27,33 +29,36 @@ def add_commands(sub, train_models, finetune_models=None):
     p.add_argument("--data", default="shapes", choices=sorted(DATASETS),
                    help="shapes (drawn on the spot, default) or digits (needs scikit-learn)")
     p.add_argument("--preset", default="default", choices=sorted(PRESETS))
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--n-train", type=int, default=20000, help="training images (shapes)")
-    p.add_argument("--codes", type=int, default=128, help="codebook size K")
-    p.add_argument("--patch", type=int, default=2, help="VQ patch size (pixels per side)")
-    p.add_argument("--dim", type=int, default=None, help="override the preset's width")
-    p.add_argument("--layers", type=int, default=None, help="override the preset's depth")
-    p.add_argument("--dropout", type=float, default=None)
-    p.add_argument("--eval-every", type=int, default=None)
+    p.add_argument("--steps", type=argtypes.positive_int, default=None)
+    p.add_argument("--batch-size", type=argtypes.positive_int, default=None)
+    p.add_argument("--lr", type=argtypes.positive_float, default=None)
+    p.add_argument("--n-train", type=argtypes.positive_int, default=20000, help="training images (shapes)")
+    p.add_argument("--codes", type=argtypes.positive_int, default=128, help="codebook size K")
+    p.add_argument("--patch", type=argtypes.positive_int, default=2, help="VQ patch size (pixels per side)")
+    p.add_argument("--dim", type=argtypes.positive_int, default=None, help="override the preset's width")
+    p.add_argument("--layers", type=argtypes.positive_int, default=None, help="override the preset's depth")
+    p.add_argument("--dropout", type=argtypes.dropout_rate, default=None)
+    p.add_argument("--eval-every", type=argtypes.positive_int, default=None)
     p.add_argument("--out", default=None, help=f"output folder (default {DEFAULT_OUT}-DATA)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in OUT (its checkpoint and metrics)")
+    p.add_argument("--seed", type=argtypes.seed, default=0)
     add_reference_flag(p)
     p.set_defaults(func=train_command)
 
     d = sub.add_parser("draw", help="draw images for a caption with a trained text-to-image model")
     d.add_argument("caption", help='e.g. "a large blue square in the bottom right"')
     d.add_argument("--checkpoint", required=True)
-    d.add_argument("--samples", type=int, default=8, help="images to draw")
+    d.add_argument("--samples", type=argtypes.positive_int, default=8, help="images to draw")
     d.add_argument("--out", default="grid.png", help="PNG path of the grid")
+    d.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     d.add_argument("--clip", default=None, help="a CLIP checkpoint: keep the best of --candidates")
-    d.add_argument("--candidates", type=int, default=8, help="samples per image when reranking")
-    d.add_argument("--temperature", type=float, default=TEMPERATURE)
-    d.add_argument("--top-k", type=int, default=None)
+    d.add_argument("--candidates", type=argtypes.positive_int, default=8, help="samples per image when reranking")
+    d.add_argument("--temperature", type=argtypes.nonnegative_float, default=TEMPERATURE)
+    d.add_argument("--top-k", type=argtypes.positive_int, default=None)
     d.add_argument("--codebook", default=None, help="a VQ codebook JSON to use instead of the checkpoint's")
-    d.add_argument("--seed", type=int, default=None)
+    d.add_argument("--seed", type=argtypes.seed, default=None)
     add_reference_flag(d)
     d.set_defaults(func=draw_command)
 
@@ -61,14 +66,14 @@ def add_commands(sub, train_models, finetune_models=None):
                                           "reranking, unseen pairs, distance to training images")
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--clip", default=None, help="a CLIP checkpoint for best-of-N reranking")
-    e.add_argument("--captions", type=int, default=300, help="held-out captions per split")
-    e.add_argument("--samples", type=int, default=4, help="images per caption")
-    e.add_argument("--candidates", type=int, default=8)
-    e.add_argument("--temperature", type=float, default=TEMPERATURE)
-    e.add_argument("--top-k", type=int, default=None)
+    e.add_argument("--captions", type=argtypes.positive_int, default=300, help="held-out captions per split")
+    e.add_argument("--samples", type=argtypes.positive_int, default=4, help="images per caption")
+    e.add_argument("--candidates", type=argtypes.positive_int, default=8)
+    e.add_argument("--temperature", type=argtypes.nonnegative_float, default=TEMPERATURE)
+    e.add_argument("--top-k", type=argtypes.positive_int, default=None)
     e.add_argument("--out", default=None,
                    help="folder of eval.json and figures (default: the checkpoint's)")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=argtypes.seed, default=0)
     add_reference_flag(e)
     e.set_defaults(func=eval_command)
 
@@ -93,6 +98,7 @@ FIGURE_CAPTIONS = {
 def train_command(args):
     defaults = JOB_DEFAULTS[args.data]
     out = args.out or f"{DEFAULT_OUT}-{args.data}"
+    check_run_folder(out, args.resume, args.overwrite)
     steps = args.steps or defaults["steps"]
     batch_size = args.batch_size or defaults["batch_size"]
     lr = args.lr or defaults["lr"]
@@ -101,11 +107,11 @@ def train_command(args):
     data = make_data(args.data, n_train=args.n_train, seed=args.seed)
     if args.resume:
         ckpt = load_checkpoint(os.path.join(out, "checkpoint.npz"), kind="dalle")
-        if ckpt.extra["data"] != data.describe():
-            raise ValueError(f"--resume: the checkpoint in {out} was trained on {ckpt.extra['data']}, "
+        if ckpt.need("data") != data.describe():
+            raise ValueError(f"--resume: the checkpoint in {out} was trained on {ckpt.need('data')}, "
                              f"this run asks for {data.describe()}")
-        words = WordTokenizer.from_dict(ckpt.extra["words"])
-        vq = VQTokenizer.from_dict(ckpt.extra["vq"])
+        words = WordTokenizer.from_dict(ckpt.need("words"))
+        vq = VQTokenizer.from_dict(ckpt.need("vq"))
         config = DALLEConfig.from_dict(ckpt.config)
     else:
         words = WordTokenizer.train(data.vocabulary_captions())
@@ -133,7 +139,7 @@ def train_command(args):
     cfg = TrainConfig(steps=steps, lr=lr, min_lr=lr / 10, warmup=min(100, steps // 10),
                       weight_decay=0.1, eval_every=eval_every, checkpoint_every=eval_every,
                       log_every=min(10, steps), seed=args.seed)
-    result = train(task, cfg, out, resume=args.resume)
+    result = train(task, cfg, out, resume=args.resume, overwrite=args.overwrite)
     ev = result.last_eval
     print("\nheld-out: " + ", ".join(f"{k} {v:.4f}" for k, v in ev.items()))
     path = write_samples(model, words, vq, FIGURE_CAPTIONS[args.data], os.path.join(out, SAMPLES_NAME),
@@ -152,6 +158,7 @@ def draw_command(args):
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
     if args.temperature < 0:
         raise ValueError(f"--temperature must be >= 0 (0 = the most likely code), got {args.temperature}")
+    check_output_file(args.out, args.overwrite)
     model, words, vq, _ = load_model(args.checkpoint, codebook=args.codebook)
     text_ids = encode_captions(words, args.caption, model.config)[0]
     unknown = [w for w in _words(args.caption) if w not in words.ids]

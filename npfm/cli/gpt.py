@@ -5,9 +5,12 @@ npfm.tasks.gpt (what the model brings to the shared loop), nothing else.
 import os
 import sys
 import numpy as np
+
+from .. import argtypes
 from . import add_reference_flag
 from ..checkpoint import load_checkpoint
 from ..models.gpt import GPT, GPTConfig, PRESETS, generate, preset
+from ..runfolder import check_run_folder
 from ..train import TrainConfig, train
 from ..tasks.gpt import BPE_MAX_BYTES, GPTTask, encode_corpus, load_model, make_tokenizer
 
@@ -21,33 +24,35 @@ def add_commands(sub, train_models):
                    help="stdlib (the standard library's Python source, default), pydoc "
                         "(Python's documentation prose), or a text file / folder")
     p.add_argument("--tokenizer", default="bytes", choices=["bytes", "bpe"])
-    p.add_argument("--vocab-size", type=int, default=1024, help="BPE vocabulary size")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--grad-accum", type=int, default=1, metavar="K",
+    p.add_argument("--vocab-size", type=argtypes.positive_int, default=1024, help="BPE vocabulary size")
+    p.add_argument("--steps", type=argtypes.positive_int, default=None)
+    p.add_argument("--batch-size", type=argtypes.positive_int, default=32)
+    p.add_argument("--grad-accum", type=argtypes.positive_int, default=1, metavar="K",
                    help="accumulate K micro-batches of --batch-size per step (the update of "
                         "a batch K times larger)")
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--context", type=int, default=None, help="override the preset's context")
-    p.add_argument("--dropout", type=float, default=None)
-    p.add_argument("--eval-every", type=int, default=None)
-    p.add_argument("--max-bytes", type=int, default=None, help="use at most this much text")
+    p.add_argument("--lr", type=argtypes.positive_float, default=None)
+    p.add_argument("--context", type=argtypes.positive_int, default=None, help="override the preset's context")
+    p.add_argument("--dropout", type=argtypes.dropout_rate, default=None)
+    p.add_argument("--eval-every", type=argtypes.positive_int, default=None)
+    p.add_argument("--max-bytes", type=argtypes.positive_int, default=None, help="use at most this much text")
     p.add_argument("--out", default=DEFAULT_OUT)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in OUT (its checkpoint and metrics)")
     p.add_argument("--init", default=None, help="start from a checkpoint's weights (fine-tuning)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sample-tokens", type=int, default=300)
+    p.add_argument("--seed", type=argtypes.seed, default=0)
+    p.add_argument("--sample-tokens", type=argtypes.nonnegative_int, default=300)
     add_reference_flag(p)
     p.set_defaults(func=train_command)
 
     g = sub.add_parser("generate", help="sample text from a trained GPT (streamed)")
     g.add_argument("--checkpoint", required=True)
     g.add_argument("--prompt", default="")
-    g.add_argument("--max-new-tokens", type=int, default=200)
-    g.add_argument("--temperature", type=float, default=0.8)
-    g.add_argument("--top-k", type=int, default=None)
-    g.add_argument("--top-p", type=float, default=None)
-    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--max-new-tokens", type=argtypes.positive_int, default=200)
+    g.add_argument("--temperature", type=argtypes.nonnegative_float, default=0.8)
+    g.add_argument("--top-k", type=argtypes.positive_int, default=None)
+    g.add_argument("--top-p", type=argtypes.finite_float, default=None)
+    g.add_argument("--seed", type=argtypes.seed, default=None)
     g.add_argument("--no-cache", action="store_true", help="recompute the window at every step")
     add_reference_flag(g)
     g.set_defaults(func=generate_command)
@@ -63,8 +68,7 @@ def train_command(args):
     from ..data.corpus import load_corpus
     from ..tokenizers import tokenizer_from_dict
     defaults = JOB_DEFAULTS[args.preset]
-    if args.grad_accum < 1:
-        raise ValueError(f"--grad-accum must be at least 1, got {args.grad_accum}")
+    check_run_folder(args.out, args.resume, args.overwrite)
     steps = args.steps or defaults["steps"]
     init_ckpt = load_checkpoint(args.init, kind="gpt") if args.init else None
     resume_ckpt = None
@@ -75,7 +79,7 @@ def train_command(args):
     print(f"data: {corpus.describe()}")
     base = resume_ckpt or init_ckpt
     if base is not None:                        # the tokenizer comes with the weights
-        tokenizer = tokenizer_from_dict(base.extra["tokenizer"])
+        tokenizer = tokenizer_from_dict(base.need("tokenizer"))
         config = GPTConfig.from_dict(base.config)
         if args.dropout is not None:
             config = GPTConfig.from_dict({**config.to_dict(), "dropout": args.dropout})
@@ -99,7 +103,8 @@ def train_command(args):
                       warmup=min(100, steps // 10), eval_every=args.eval_every or defaults["eval_every"],
                       checkpoint_every=args.eval_every or defaults["eval_every"], seed=args.seed,
                       grad_accum=args.grad_accum)
-    result = train(task, cfg, args.out, resume=args.resume, init=args.init)
+    result = train(task, cfg, args.out, resume=args.resume, init=args.init,
+                   overwrite=args.overwrite)
     ev = result.last_eval
     print(f"\nvalidation loss {ev['val_loss']:.4f} nats/token = {ev['val_nats_per_byte']:.4f} nats/byte "
           f"after {cfg.steps} steps; checkpoint, metrics.jsonl and loss.png in {args.out}")

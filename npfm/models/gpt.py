@@ -43,8 +43,9 @@ class GPTConfig(ConfigMixin):
         default_hidden(self)
         if self.positions not in ("learned", "sinusoidal"):
             raise ValueError(f"positions must be 'learned' or 'sinusoidal', got {self.positions!r}")
-        if self.dim % self.n_heads:
-            raise ValueError(f"dim {self.dim} is not divisible by n_heads {self.n_heads}")
+        if self.n_heads < 1 or self.dim % self.n_heads:
+            raise ValueError(f"dim {self.dim} is not divisible by n_heads {self.n_heads} "
+                             f"(n_heads must be >= 1)")
 
 
 
@@ -84,7 +85,7 @@ class GPT(DecoderStack):
     def _check(self, ids, offset, who):
         ids = check_ids(ids, self.config.vocab_size, who=who)
         if ids.ndim != 2 or 0 in ids.shape:
-            raise ValueError(f"{who}: ids must be a non-empty (B, T), got shape {ids.shape}")
+            raise ValueError(f"{who}: ids must be (B, T) with B, T >= 1, got shape {ids.shape}")
         if offset + ids.shape[1] > self.config.context:
             raise ValueError(f"{who}: {offset + ids.shape[1]} positions exceed the context of "
                              f"{self.config.context}; crop the input to its last {self.config.context} tokens")

@@ -37,7 +37,7 @@ def sample_from_logits(logits, rng, temperature=1.0, top_k=None, top_p=None):
         raise ValueError(f"sample_from_logits: logits must be (B, K) with K >= 1, got {z.shape}")
     if np.isnan(z).any() or not np.isfinite(z.max(axis=1)).all():
         raise ValueError("sample_from_logits: the logits contain NaN, +inf, or a row with no "
-                         "finite entry (the model's weights may have diverged)")
+                         "finite entry: the model's weights are probably damaged")
     if temperature == 0:
         return z.argmax(axis=1)
     z = z / temperature

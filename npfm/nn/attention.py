@@ -139,7 +139,8 @@ class MultiHeadAttention(Module):
         """x: (B, T, C) -> y: (B, T, C). kv_cache: a KVCache for incremental decoding."""
         x = check_array(x, "x", min_ndim=3, last_dim=self.dim, who="MultiHeadAttention")
         if x.ndim != 3 or 0 in x.shape:
-            raise ValueError(f"MultiHeadAttention: x must be a non-empty (B, T, C), got shape {x.shape}")
+            raise ValueError(f"MultiHeadAttention: x must be (B, T, C) with B, T >= 1; it has "
+                             f"no positions or no sequences (shape {x.shape})")
         B, T, C = x.shape
         linear, self._linear_backward = pair("linear")
         attention, self._attention_backward = pair("attention")
@@ -170,6 +171,7 @@ class MultiHeadAttention(Module):
         a = self._merge(a)                                                 # (B, T, C)
         y, out_cache = linear(a, self.W_out.data, None if self.b_out is None else self.b_out.data)
         self._cache = (lin_cache, kv_lin_cache, attn_cache, out_cache, kv_cache is not None)
+        self._out_shape = y.shape
         return y
 
     def decode(self, x, kv_cache):
@@ -190,7 +192,7 @@ class MultiHeadAttention(Module):
         if used_kv_cache:
             raise ValueError("MultiHeadAttention.backward: no backward through KV-cache "
                              "decoding (it is for generation only)")
-        dy = self._check_dy(dy, self.dim)
+        dy = self._check_dy(dy, shape=self._out_shape)
         C, Ckv = self.dim, self.n_kv_heads * self.head_dim
         da, dW_out, db_out = self._linear_backward(dy, out_cache)          # (B, T, C)
         self.W_out.grad += dW_out

@@ -252,7 +252,7 @@ def load_encoder_from_pretraining(path):
     prefix = "bert."
     state = {k[len(prefix):]: v for k, v in ckpt.model_state.items() if k.startswith(prefix)}
     return (BertConfig.from_dict(ckpt.config),
-            WordPieceTokenizer.from_dict(ckpt.extra["tokenizer"]), state)
+            WordPieceTokenizer.from_dict(ckpt.need("tokenizer")), state)
 
 
 def minilm_dir():

@@ -24,9 +24,10 @@ renormalised mean of those prompts' text embeddings (template ensembling).
 """
 
 import itertools
-import string
-import numpy as np
 import os
+import string
+
+import numpy as np
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..models.clip import CLIP, CLIPConfig, zero_shot_accuracy, zero_shot_classifier
@@ -34,6 +35,7 @@ from ..tokenizers.words import WordTokenizer
 
 BEST_NAME = "best.npz"                  # the step chosen on the VALIDATION templates (digits)
 SELECTION_METRIC = "selection_digit_acc"
+
 
 def _template_fields(template):
     return {name for _, name, _, _ in string.Formatter().parse(template) if name}
@@ -102,8 +104,11 @@ class ShapesData:
 
     def search_pool(self, n=None):
         """Held-out images to search: the test split and the never-seen pairs (4:1)."""
-        n = n or self.n_eval
-        test, unseen = self.held_out("test", n - n // 5), self.held_out("unseen", n // 5)
+        n = self.n_eval if n is None else n
+        test = self.held_out("test", n - n // 5)
+        if n // 5 == 0:                 # held_out(n=0) would mean its default size
+            return test[:3]
+        unseen = self.held_out("unseen", n // 5)
         return (np.concatenate([test[0], unseen[0]]), test[1] + unseen[1],
                 np.concatenate([test[2], unseen[2]]))
 
@@ -320,7 +325,7 @@ def load_model(path):
     ckpt = load_checkpoint(path, kind="clip")
     model = CLIP(CLIPConfig.from_dict(ckpt.config))
     model.load_state_dict(ckpt.model_state)
-    tokenizer = WordTokenizer.from_dict(ckpt.extra["tokenizer"])
-    info = ckpt.extra["data"]
+    tokenizer = WordTokenizer.from_dict(ckpt.need("tokenizer"))
+    info = ckpt.need("data")
     data = make_data(info["name"], image_size=info["image_size"])
     return model.eval(), tokenizer, data

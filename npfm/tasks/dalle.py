@@ -218,8 +218,8 @@ def load_model(path, codebook=None):
     config = DALLEConfig.from_dict(ckpt.config)
     model = DALLE(config)
     model.load_state_dict(ckpt.model_state)
-    words = WordTokenizer.from_dict(ckpt.extra["words"])
-    vq = VQTokenizer.load(codebook) if codebook else VQTokenizer.from_dict(ckpt.extra["vq"])
+    words = WordTokenizer.from_dict(ckpt.need("words"))
+    vq = VQTokenizer.load(codebook) if codebook else VQTokenizer.from_dict(ckpt.need("vq"))
     check_codebook(config, vq)
     if words.vocab_size != config.text_vocab:
         raise ValueError(f"{path}: the word tokenizer has {words.vocab_size} words, the model "
@@ -229,7 +229,7 @@ def load_model(path, codebook=None):
 
 def data_of(ckpt, n_train=None):
     """The data set a checkpoint was trained on, rebuilt (it is deterministic)."""
-    info = ckpt.extra["data"]
+    info = ckpt.need("data")
     return make_data(info["name"], n_train=n_train or info["n_train"], seed=info["seed"])
 
 

@@ -108,7 +108,7 @@ def load_model(path):
     ckpt = load_checkpoint(path, kind="gpt")
     model = GPT(GPTConfig.from_dict(ckpt.config))
     model.load_state_dict(ckpt.model_state)
-    tokenizer = tokenizer_from_dict(ckpt.extra["tokenizer"])
+    tokenizer = tokenizer_from_dict(ckpt.need("tokenizer"))
     if tokenizer.vocab_size != model.config.vocab_size:
         raise ValueError(f"{path}: the tokenizer has {tokenizer.vocab_size} tokens but the model "
                          f"{model.config.vocab_size}")

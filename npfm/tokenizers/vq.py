@@ -262,8 +262,13 @@ class VQTokenizer:
 
     @classmethod
     def load(cls, path):
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
+        try:
+            with open(path, encoding="utf-8") as f:
+                d = json.load(f)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: not a VQ codebook (a JSON file written by "
+                             f"VQTokenizer.save): {e}") from None
+        return cls.from_dict(d)
 
     def __repr__(self):
         h, w = self.image_size
