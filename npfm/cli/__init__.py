@@ -43,6 +43,8 @@ def build_parser():
     gpt.add_commands(sub, models)
     for job in (bert, clip, dalle):
         job.add_commands(sub, models, finetune_models)
+    from . import course
+    course.add_commands(sub)
     return parser
 
 

@@ -1,0 +1,236 @@
+"""The assignments: which textbook functions each asks for, and its tests.
+
+An assignment names functions of ``npfm/functional/`` by module and name. The
+student copy keeps each one's signature and docstring and replaces its body by
+``raise NotImplementedError``; the autograder checks what the student wrote.
+
+A test runs one function of the student's copy on inputs drawn here:
+
+    forward    the pair's ``y`` against the instructor's output on the same inputs
+    backward   the gradients the pair returns for a random upstream ``dy``,
+               against float64 central differences of the instructor's forward
+
+Inputs come from ``make(rng)`` -> (inputs, kwargs). Hidden tests draw from a
+generator seeded at build time (the seed is kept in no file the student gets);
+public tests draw from a fixed seed, so their feedback may show everything.
+
+The tolerance policy, once for every test: a float64 result whose relative
+error (max |a - b| / max(max |a|, max |b|), npfm.gradcheck.rel_error) is below
+TOLERANCE earns the test's points, anything else earns 0. The error is always
+reported. A test's name starts with the function it grades.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+TOLERANCE = 1e-6
+
+# Which input of the forward each gradient of the backward belongs to.
+GRADIENT_INPUTS = {
+    "linear": (0, 1, 2), "relu": (0,), "gelu": (0,), "layernorm": (0, 1, 2),
+    "softmax": (0,), "cross_entropy": (0,), "embedding": (1,), "attention": (0, 1, 2),
+}
+
+
+@dataclass
+class Test:
+    name: str                # "layernorm_backward: dx, hidden shapes, float64 central differences"
+    module: str              # file of npfm/functional/ holding the pair
+    concept: str             # the pair is concept_forward / concept_backward
+    kind: str                # "forward" or "backward" (or "weights": attention_weights)
+    make: object             # rng -> (inputs, kwargs)
+    points: float
+    hidden: bool = True
+    compare: tuple = None    # backward: which returned gradients count (default: all)
+
+
+@dataclass
+class Assignment:
+    number: int
+    title: str
+    functions: list          # [(module, function name)]
+    tests: list = field(default_factory=list)
+
+    @property
+    def points(self):
+        return sum(t.points for t in self.tests)
+
+    @property
+    def concepts(self):
+        return sorted({t.concept for t in self.tests})
+
+
+def _away_from_zero(rng, shape):
+    """Normal draws kept off the ReLU kink (a central difference across it is wrong)."""
+    x = rng.standard_normal(shape)
+    return np.where(np.abs(x) < 1e-2, 0.5, x)
+
+
+def _linear(bias=True, shape=(2, 3, 5), out=4):
+    def make(rng):
+        x = rng.standard_normal(shape)
+        W = rng.standard_normal((shape[-1], out))
+        b = rng.standard_normal(out) if bias else None
+        return [x, W, b], {}
+    return make
+
+
+def _unary(shape, draw=None, scale=1.0, **kwargs):
+    def make(rng):
+        x = (draw(rng, shape) if draw else rng.standard_normal(shape)) * scale
+        return [x], dict(kwargs)
+    return make
+
+
+def _layernorm(shape=(3, 4, 7)):
+    def make(rng):
+        C = shape[-1]
+        return [rng.standard_normal(shape) * 2 + 1, 1 + 0.5 * rng.standard_normal(C),
+                rng.standard_normal(C)], {}
+    return make
+
+
+def _masked_row(shape):
+    def make(rng):
+        x = rng.standard_normal(shape)
+        x[..., 0, :] = -np.inf                   # a fully masked row: softmax gives zeros
+        x[..., 1, ::2] = -np.inf
+        return [x], {}
+    return make
+
+
+def _cross_entropy(N=(3, 4), V=6, ignored=0.3, all_ignored=False):
+    def make(rng):
+        logits = rng.standard_normal((*N, V)) * 2
+        targets = rng.integers(0, V, size=N)
+        drop = rng.random(N) < ignored
+        drop.flat[0] = ignored > 0                # at least one ignored row when asked
+        targets = np.where(drop | all_ignored, -100, targets)
+        return [logits, targets], {"ignore_index": -100}
+    return make
+
+
+def _embedding(V=6, C=3, ids_shape=(3, 5)):
+    def make(rng):
+        ids = rng.integers(0, V // 2, size=ids_shape)   # half the vocabulary: many repeats
+        return [ids, rng.standard_normal((V, C))], {}
+    return make
+
+
+def _attention(B=2, H=2, Tq=5, Tk=5, D=4, mask=None):
+    def make(rng):
+        q = rng.standard_normal((B, H, Tq, D))
+        k = rng.standard_normal((B, H, Tk, D))
+        v = rng.standard_normal((B, H, Tk, D))
+        if mask is None:
+            return [q, k, v, None], {}
+        if mask == "causal":
+            m = np.tri(Tq, Tk, k=Tk - Tq, dtype=bool)                       # (Tq, Tk)
+        else:                                                              # padding
+            lengths = rng.integers(1, Tk + 1, size=B)
+            lengths[0] = Tk
+            keys = np.arange(Tk)[None, :] < lengths[:, None]               # (B, Tk)
+            m = np.broadcast_to(keys[:, None, None, :], (B, 1, Tq, Tk)).copy()
+            m[-1, :, 0, :] = False                                         # a fully masked row
+        return [q, k, v, m], {}
+    return make
+
+
+def _tests_1():
+    F, B = "forward", "backward"
+    cd = "float64 central differences"
+    return [
+        Test("linear_forward: public inputs", "linear", "linear", F, _linear(), 1, hidden=False),
+        Test("linear_forward: hidden inputs", "linear", "linear", F, _linear(shape=(3, 2, 6), out=5), 1),
+        Test(f"linear_backward: public shapes, {cd}", "linear", "linear", B, _linear(), 1, hidden=False),
+        Test(f"linear_backward: hidden shapes, {cd}", "linear", "linear", B,
+             _linear(shape=(2, 2, 4), out=3), 2),
+        Test("linear_backward: no bias gives db None", "linear", "linear", B,
+             _linear(bias=False, shape=(3, 4), out=2), 1),
+        Test("relu_forward: hidden inputs", "activations", "relu", F, _unary((4, 5)), 0.5),
+        Test(f"relu_backward: hidden shapes, {cd}", "activations", "relu", B,
+             _unary((3, 5), draw=_away_from_zero), 1),
+        Test("gelu_forward: public inputs, tanh form", "activations", "gelu", F,
+             _unary((2, 6), scale=2, approximate="tanh"), 0.5, hidden=False),
+        Test("gelu_forward: hidden inputs, exact form", "activations", "gelu", F,
+             _unary((3, 5), scale=3, approximate="none"), 0.5),
+        Test(f"gelu_backward: hidden shapes, tanh form, {cd}", "activations", "gelu", B,
+             _unary((2, 3, 4), scale=2, approximate="tanh"), 1),
+        Test(f"gelu_backward: hidden shapes, exact form, {cd}", "activations", "gelu", B,
+             _unary((3, 4), scale=2, approximate="none"), 1),
+        Test("layernorm_forward: hidden inputs", "layernorm", "layernorm", F, _layernorm(), 1),
+        Test(f"layernorm_backward: public shapes, dx, {cd}", "layernorm", "layernorm", B,
+             _layernorm((2, 5)), 1, hidden=False, compare=(0,)),
+        Test(f"layernorm_backward: hidden shapes, dx, {cd}", "layernorm", "layernorm", B,
+             _layernorm((2, 3, 6)), 2, compare=(0,)),
+        Test(f"layernorm_backward: hidden shapes, dgamma and dbeta, {cd}", "layernorm", "layernorm", B,
+             _layernorm((3, 2, 5)), 2, compare=(1, 2)),
+        Test("softmax_forward: hidden inputs", "softmax", "softmax", F, _unary((3, 6)), 1),
+        Test("softmax_forward: hidden logits of size 1000", "softmax", "softmax", F,
+             _unary((2, 3, 5), scale=1000), 1),
+        Test("softmax_forward: a fully masked row gives zeros", "softmax", "softmax", F,
+             _masked_row((2, 4, 5)), 1),
+        Test(f"softmax_backward: hidden shapes, {cd}", "softmax", "softmax", B, _unary((2, 3, 5)), 2),
+        Test("cross_entropy_forward: hidden inputs with ignore_index", "cross_entropy",
+             "cross_entropy", F, _cross_entropy(), 1),
+        Test("cross_entropy_forward: every target ignored gives 0", "cross_entropy",
+             "cross_entropy", F, _cross_entropy(all_ignored=True), 0.5),
+        Test(f"cross_entropy_backward: hidden shapes with ignore_index, {cd}", "cross_entropy",
+             "cross_entropy", B, _cross_entropy(N=(2, 5), V=7), 2),
+        Test("embedding_forward: hidden ids", "embedding", "embedding", F, _embedding(), 0.5),
+        Test(f"embedding_backward: repeated ids, {cd}", "embedding", "embedding", B,
+             _embedding(V=8, C=4, ids_shape=(2, 6)), 2),
+    ]
+
+
+def _tests_2():
+    F, B = "forward", "backward"
+    cd = "float64 central differences"
+    return [
+        Test("attention_forward: public inputs, no mask", "attention", "attention", F,
+             _attention(B=1, H=2, Tq=3, Tk=3, D=2), 1, hidden=False),
+        Test("attention_forward: hidden inputs, no mask", "attention", "attention", F,
+             _attention(Tq=3, Tk=6), 1),
+        Test("attention_forward: hidden inputs, causal mask", "attention", "attention", F,
+             _attention(mask="causal"), 1),
+        Test("attention_forward: hidden inputs, padding mask with a fully masked row",
+             "attention", "attention", F, _attention(mask="padding"), 2),
+        Test("attention_weights: hidden inputs, causal mask", "attention", "attention", "weights",
+             _attention(Tq=3, Tk=5, mask="causal"), 1),
+        Test(f"attention_backward: public shapes, no mask, {cd}", "attention", "attention", B,
+             _attention(B=1, H=1, Tq=3, Tk=3, D=2), 1, hidden=False),
+        Test(f"attention_backward: hidden shapes, no mask, {cd}", "attention", "attention", B,
+             _attention(B=1, H=2, Tq=3, Tk=4, D=3), 2),
+        Test(f"attention_backward: hidden shapes, causal mask, {cd}", "attention", "attention", B,
+             _attention(B=1, H=2, Tq=4, Tk=4, D=3, mask="causal"), 2),
+        Test(f"attention_backward: hidden shapes, padding mask with a fully masked row, {cd}",
+             "attention", "attention", B, _attention(B=2, H=1, Tq=3, Tk=4, D=2, mask="padding"), 2),
+    ]
+
+
+ASSIGNMENTS = {
+    1: Assignment(1, "Layers: linear, ReLU, GELU, LayerNorm, softmax, cross-entropy, embedding", [
+        ("linear", "linear_forward"), ("linear", "linear_backward"),
+        ("activations", "relu_forward"), ("activations", "relu_backward"),
+        ("activations", "gelu_forward"), ("activations", "gelu_backward"),
+        ("layernorm", "layernorm_forward"), ("layernorm", "layernorm_backward"),
+        ("softmax", "softmax_forward"), ("softmax", "softmax_backward"),
+        ("cross_entropy", "cross_entropy_forward"), ("cross_entropy", "cross_entropy_backward"),
+        ("embedding", "embedding_forward"), ("embedding", "embedding_backward"),
+    ], _tests_1()),
+    2: Assignment(2, "Attention: scaled dot-product attention with causal and padding masks", [
+        ("attention", "attention_forward"), ("attention", "attention_backward"),
+        ("attention", "attention_weights"),
+    ], _tests_2()),
+}
+
+
+def select(numbers=None):
+    """The assignments numbered in ``numbers`` (all of them for None), in order."""
+    if numbers is None:
+        return list(ASSIGNMENTS.values())
+    missing = [n for n in numbers if n not in ASSIGNMENTS]
+    if missing:
+        raise ValueError(f"no assignment {missing[0]} (there are {', '.join(map(str, ASSIGNMENTS))})")
+    return [ASSIGNMENTS[n] for n in sorted(set(numbers))]
