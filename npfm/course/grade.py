@@ -209,7 +209,9 @@ def load_autograder(folder):
 
 
 def grade(student_dir, autograder, timeout=None, jobs=2):
-    """Grade a student's copy: a list of Gradescope test dicts, in order."""
+    """Grade a student's copy: a list of Gradescope test dicts, in order, each
+    also with ``passed`` and ``detail`` (the full feedback, for the instructor
+    only: a hidden test's ``output`` is just passed / failed)."""
     config = load_autograder(autograder)
     student = find_copy(student_dir)
     timeout = timeout or config.get("timeout", DEFAULT_TIMEOUT)
@@ -228,7 +230,7 @@ def grade(student_dir, autograder, timeout=None, jobs=2):
             shown = f"inputs: {test['shapes']}\n{feedback}"
         return {"name": test["name"], "score": test["points"] if passed else 0.0,
                 "max_score": test["points"], "output": shown, "visibility": test["visibility"],
-                "passed": passed}
+                "passed": passed, "detail": feedback}
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return list(pool.map(one, config["tests"]))
