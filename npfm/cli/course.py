@@ -20,7 +20,7 @@ def _list(args):
         for module, name in a.functions:
             points = sum(t.points for t in a.tests
                          if t.name.split(":")[0] == name)
-            print(f"    npfm.functional.{module}.{name:<24} {points:g} points")
+            print(f"    {'npfm.functional.' + module + '.' + name:<52} {points:>4g} points")
     return 0
 
 

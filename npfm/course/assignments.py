@@ -30,6 +30,7 @@ TOLERANCE = 1e-6
 GRADIENT_INPUTS = {
     "linear": (0, 1, 2), "relu": (0,), "gelu": (0,), "layernorm": (0, 1, 2),
     "softmax": (0,), "cross_entropy": (0,), "embedding": (1,), "attention": (0, 1, 2),
+    "l2_normalize": (0,), "clip_loss": (0, 1, 2),
 }
 
 
@@ -209,6 +210,31 @@ def _tests_2():
     ]
 
 
+def _clip(B=4, E=3):
+    def make(rng):
+        return [rng.standard_normal((B, E)) * 2, rng.standard_normal((B, E)),
+                np.array([rng.uniform(0.5, 2.0)])], {}
+    return make
+
+
+def _tests_5():
+    F, B = "forward", "backward"
+    cd = "float64 central differences"
+    return [
+        Test("l2_normalize_forward: hidden inputs", "l2_normalize", "l2_normalize", F,
+             _unary((3, 2, 5), scale=3), 1),
+        Test(f"l2_normalize_backward: hidden shapes, {cd}", "l2_normalize", "l2_normalize", B,
+             _unary((4, 6)), 2),
+        Test("clip_loss_forward: public inputs", "clip_loss", "clip_loss", F, _clip(B=3, E=2), 1,
+             hidden=False),
+        Test("clip_loss_forward: hidden inputs", "clip_loss", "clip_loss", F, _clip(B=5, E=4), 1),
+        Test(f"clip_loss_backward: hidden shapes, embeddings, {cd}", "clip_loss", "clip_loss", B,
+             _clip(B=4, E=3), 3, compare=(0, 1)),
+        Test(f"clip_loss_backward: hidden shapes, logit_scale, {cd}", "clip_loss", "clip_loss", B,
+             _clip(B=3, E=4), 2, compare=(2,)),
+    ]
+
+
 ASSIGNMENTS = {
     1: Assignment(1, "Layers: linear, ReLU, GELU, LayerNorm, softmax, cross-entropy, embedding", [
         ("linear", "linear_forward"), ("linear", "linear_backward"),
@@ -223,6 +249,10 @@ ASSIGNMENTS = {
         ("attention", "attention_forward"), ("attention", "attention_backward"),
         ("attention", "attention_weights"),
     ], _tests_2()),
+    5: Assignment(5, "CLIP: the symmetric contrastive loss with L2 normalisation and temperature", [
+        ("l2_normalize", "l2_normalize_forward"), ("l2_normalize", "l2_normalize_backward"),
+        ("clip_loss", "clip_loss_forward"), ("clip_loss", "clip_loss_backward"),
+    ], _tests_5()),
 }
 
 

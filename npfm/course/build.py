@@ -38,7 +38,8 @@ SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file_
 GRADIENT_NAMES = {
     "linear": ("dx", "dW", "db"), "relu": ("dx",), "gelu": ("dx",),
     "layernorm": ("dx", "dgamma", "dbeta"), "softmax": ("dx",), "cross_entropy": ("dlogits",),
-    "embedding": ("dW",), "attention": ("dq", "dk", "dv"),
+    "embedding": ("dW",), "attention": ("dq", "dk", "dv"), "l2_normalize": ("dx",),
+    "clip_loss": ("dimage_emb", "dtext_emb", "dlogit_scale"),
 }
 
 
@@ -140,7 +141,7 @@ def reference_data(test, seed, index):
         compare, out_names, function = [0], ["P"], "attention_weights"
     elif test.kind == "forward":
         arrays["expected_0"] = np.asarray(forward(*inputs, **kwargs)[0])
-        compare, out_names, function = [0], ["y" if test.concept != "cross_entropy" else "loss"], \
+        compare, out_names, function = [0], ["loss" if test.concept in ("cross_entropy", "clip_loss") else "y"], \
             f"{test.concept}_forward"
     else:
         y = np.asarray(forward(*inputs, **kwargs)[0])

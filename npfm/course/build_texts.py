@@ -29,7 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def _module_of(name):
     for module in ("linear", "activations", "layernorm", "softmax", "cross_entropy",
-                   "embedding", "attention"):
+                   "embedding", "attention", "l2_normalize", "clip_loss"):
         mod = importlib.import_module("npfm.functional." + module)
         if hasattr(mod, name):
             return mod
@@ -147,9 +147,26 @@ def c_attention():
     yield "attention_forward: fully masked rows give zeros", float(np.abs(y3).max()) if np.all(np.isfinite(y3)) else np.inf
 
 
+def c_l2_normalize():
+    x = _rng().standard_normal((3, 5)) * 3
+    yield "l2_normalize_backward: (3, 5)", _gradcheck("l2_normalize", [x])
+    u, _ = _f("l2_normalize_forward")(x)
+    yield "l2_normalize_forward: unit rows", float(np.abs((u * u).sum(-1) - 1).max())
+
+
+def c_clip_loss():
+    r = _rng()
+    x, y = r.standard_normal((4, 3)), r.standard_normal((4, 3))
+    yield "clip_loss_backward: B = 4, E = 3, with logit_scale", _gradcheck(
+        "clip_loss", [x, y, np.array([1.3])], dy=np.asarray(0.8))
+    loss, _ = _f("clip_loss_forward")(np.eye(4), np.eye(4)[[1, 2, 3, 0]], np.array([0.0]))
+    expected = -np.log(1 / (3 + np.e)) * 1.0
+    yield "clip_loss_forward: permuted unit vectors, scale 1", abs(float(loss) - expected)
+
+
 CHECKS = {"linear": c_linear, "relu": c_relu, "gelu": c_gelu, "layernorm": c_layernorm,
           "softmax": c_softmax, "cross_entropy": c_cross_entropy, "embedding": c_embedding,
-          "attention": c_attention}
+          "attention": c_attention, "l2_normalize": c_l2_normalize, "clip_loss": c_clip_loss}
 
 
 def cases(number):

@@ -23,7 +23,7 @@ ASKED = [(a.number, m, n) for a in ASSIGNMENTS.values() for m, n in a.functions]
 @pytest.fixture(scope="module")
 def out(tmp_path_factory):
     root = tmp_path_factory.mktemp("build")
-    build(str(root), [1, 2], seed=3)
+    build(str(root), [1, 2, 5], seed=3)
     return root
 
 
@@ -128,7 +128,7 @@ def test_notebook_workflow_save_then_check(out, tmp_path):
 
 
 def test_notebooks_student_and_instructor(out):
-    for number in (1, 2):
+    for number in (1, 2, 5):
         student = json.load(open(out / "student" / "notebooks" / f"assignment{number}.ipynb"))
         teacher = json.load(open(out / "instructor" / f"assignment{number}.ipynb"))
         assert student["nbformat"] == teacher["nbformat"] == 4
@@ -158,7 +158,7 @@ def test_autograder_folder(out):
             assert all(f[k].dtype != object for k in f.files)
         if test["hidden"]:
             assert test["shapes"] == "hidden"
-    assert {t["assignment"] for t in config["tests"]} == {1, 2}
+    assert {t["assignment"] for t in config["tests"]} == {1, 2, 5}
 
 
 def test_cli_list_and_bad_input(tmp_path, capsys):

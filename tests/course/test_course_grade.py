@@ -27,6 +27,7 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("course")
     build(str(root / "a1"), [1], seed=11, timeout=20)
     build(str(root / "a2"), [2], seed=12, timeout=20)
+    build(str(root / "a5"), [5], seed=13, timeout=20)
     return root
 
 
@@ -158,6 +159,15 @@ def test_attention_mutants_lose_exactly_their_tests(built, tmp_path, mutant):
     expected = {r["name"] for r in results if exercised(r["name"])}
     assert expected and len(expected) < len(results)
     assert failed(results) == expected
+
+
+def test_clip_temperature_mutant_loses_only_the_logit_scale_test(built, tmp_path):
+    copy = solved_copy(built, "a5", tmp_path / "clip")
+    mutate(copy, "clip_loss", "(dZ * Z).sum(), dtype=Z.dtype)", "(dZ * Z).sum() / s, dtype=Z.dtype)")
+    results = grade.grade(str(copy), str(built / "a5" / "autograder"))
+    assert failed(results) == {"clip_loss_backward: hidden shapes, logit_scale, float64 central "
+                               "differences"}
+    assert sum(r["score"] for r in results) == 8
 
 
 def test_grade_errors_are_one_line(built, tmp_path, capsys):
