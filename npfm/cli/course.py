@@ -14,13 +14,13 @@ def _numbers(text):
 
 
 def _list(args):
-    from ..course.assignments import ASSIGNMENTS
+    from ..course.assignments import ASSIGNMENTS, import_name
     for a in ASSIGNMENTS.values():
         print(f"assignment {a.number}: {a.title} ({a.points:g} points, {len(a.tests)} tests)")
         for module, name in a.functions:
             points = sum(t.points for t in a.tests
                          if t.name.split(":")[0] == name)
-            print(f"    {'npfm.functional.' + module + '.' + name:<52} {points:>4g} points")
+            print(f"    {import_name(module) + '.' + name:<52} {points:>4g} points")
     return 0
 
 

@@ -26,6 +26,17 @@ import numpy as np
 
 TOLERANCE = 1e-6
 
+
+def import_name(module):
+    """A module of an assignment as Python imports it: "layernorm" is a file of
+    npfm/functional/, a dotted name ("data.mlm") is relative to npfm."""
+    return "npfm." + module if "." in module else "npfm.functional." + module
+
+
+def file_path(module):
+    """Its file, relative to the folder holding npfm/."""
+    return import_name(module).replace(".", "/") + ".py"
+
 # Which input of the forward each gradient of the backward belongs to.
 GRADIENT_INPUTS = {
     "linear": (0, 1, 2), "relu": (0,), "gelu": (0,), "layernorm": (0, 1, 2),
@@ -39,11 +50,14 @@ class Test:
     name: str                # "layernorm_backward: dx, hidden shapes, float64 central differences"
     module: str              # file of npfm/functional/ holding the pair
     concept: str             # the pair is concept_forward / concept_backward
-    kind: str                # "forward" or "backward" (or "weights": attention_weights)
+    kind: str                # "forward", "backward", "weights" (attention_weights) or
+                             # "statistics" (the function's outputs judged by ``check``)
     make: object             # rng -> (inputs, kwargs)
     points: float
     hidden: bool = True
     compare: tuple = None    # backward: which returned gradients count (default: all)
+    check: str = None        # statistics: the name of the grader's check (grade.STATISTICS)
+    function: str = None     # statistics: the function called (default concept)
 
 
 @dataclass
@@ -235,6 +249,32 @@ def _tests_5():
     ]
 
 
+def _mlm(B=256, T=64, V=500, specials=(0, 1, 2, 3), mask_id=4, mask_prob=0.15):
+    def make(rng):
+        ids = rng.integers(len(specials) + 1, V, size=(B, T))
+        lengths = rng.integers(T // 4, T + 1, size=B)
+        ids[:, 0] = specials[1]                                            # [CLS]
+        ids[np.arange(B), lengths - 1] = specials[2]                       # [SEP]
+        ids[np.arange(T)[None, :] >= lengths[:, None]] = specials[0]       # [PAD]
+        special = np.isin(ids, specials)
+        return [ids, special], {"tokenizer_vocab_size": V, "mask_id": mask_id,
+                                "rng_seed": int(rng.integers(2**31)), "mask_prob": mask_prob,
+                                "special_ids": list(specials)}
+    return make
+
+
+def _tests_4():
+    S = "statistics"
+    return [
+        Test("mask_tokens: public sample, which positions are chosen", "data.mlm", "mask_tokens", S,
+             _mlm(B=8, T=16), 1, hidden=False, check="mlm_selection"),
+        Test("mask_tokens: hidden sample, round(15%) of each row's candidates, never a special token",
+             "data.mlm", "mask_tokens", S, _mlm(), 3, check="mlm_selection"),
+        Test("mask_tokens: hidden sample of 30,000 tokens, 80% [MASK] / 10% random / 10% kept",
+             "data.mlm", "mask_tokens", S, _mlm(B=512), 3, check="mlm_replacement"),
+    ]
+
+
 ASSIGNMENTS = {
     1: Assignment(1, "Layers: linear, ReLU, GELU, LayerNorm, softmax, cross-entropy, embedding", [
         ("linear", "linear_forward"), ("linear", "linear_backward"),
@@ -249,6 +289,9 @@ ASSIGNMENTS = {
         ("attention", "attention_forward"), ("attention", "attention_backward"),
         ("attention", "attention_weights"),
     ], _tests_2()),
+    4: Assignment(4, "BERT: masked-language-model masking (15%, then 80/10/10)", [
+        ("data.mlm", "mask_tokens"),
+    ], _tests_4()),
     5: Assignment(5, "CLIP: the symmetric contrastive loss with L2 normalisation and temperature", [
         ("l2_normalize", "l2_normalize_forward"), ("l2_normalize", "l2_normalize_backward"),
         ("clip_loss", "clip_loss_forward"), ("clip_loss", "clip_loss_backward"),

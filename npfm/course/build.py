@@ -29,7 +29,7 @@ import importlib
 
 import numpy as np
 
-from .assignments import GRADIENT_INPUTS, TOLERANCE, select
+from .assignments import GRADIENT_INPUTS, TOLERANCE, file_path, import_name, select
 from . import notebooks
 
 PUBLIC_SEED = 2024
@@ -44,7 +44,7 @@ GRADIENT_NAMES = {
 
 
 def stub_message(number, module, name):
-    return f"assignment {number}: write npfm.functional.{module}.{name}"
+    return f"assignment {number}: write {import_name(module)}.{name}"
 
 
 def stub_source(text, names, number, module):
@@ -58,7 +58,7 @@ def stub_source(text, names, number, module):
             found[node.name] = node
     missing = set(names) - set(found)
     if missing:
-        raise ValueError(f"npfm/functional/{module}.py has no function {sorted(missing)[0]}")
+        raise ValueError(f"{file_path(module)} has no function {sorted(missing)[0]}")
     for node in sorted(found.values(), key=lambda n: n.lineno, reverse=True):
         body = node.body
         has_doc = (isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
@@ -106,7 +106,7 @@ def make_student(out, chosen):
         for module, name in a.functions:
             by_module.setdefault(module, []).append((a.number, name))
     for module, asked in by_module.items():
-        path = os.path.join(student, "npfm", "functional", f"{module}.py")
+        path = os.path.join(student, file_path(module))
         text = open(path).read()
         for number in sorted({n for n, _ in asked}):
             text = stub_source(text, [name for n, name in asked if n == number], number, module)
@@ -130,13 +130,15 @@ def _describe(inputs, names):
 def reference_data(test, seed, index):
     """(record for tests.json, arrays for the .npz) of one test."""
     from ..gradcheck import numerical_gradient
-    mod = importlib.import_module(f"npfm.functional.{test.module}")
+    mod = importlib.import_module(import_name(test.module))
     rng = np.random.default_rng([seed, index])
     inputs, kwargs = test.make(rng)
-    forward = getattr(mod, f"{test.concept}_forward")
+    forward = getattr(mod, test.concept if test.kind == "statistics" else f"{test.concept}_forward")
     names = list(inspect.signature(forward).parameters)[:len(inputs)]
     arrays = {f"in_{i}": x for i, x in enumerate(inputs) if x is not None}
-    if test.kind == "weights":
+    if test.kind == "statistics":
+        compare, out_names, function = [], [], test.concept
+    elif test.kind == "weights":
         arrays["expected_0"] = mod.attention_weights(inputs[0], inputs[1], inputs[3])
         compare, out_names, function = [0], ["P"], "attention_weights"
     elif test.kind == "forward":
@@ -158,7 +160,8 @@ def reference_data(test, seed, index):
                     lambda: forward(*work, **kwargs)[0], x, dy)
         function = f"{test.concept}_backward"
     record = {
-        "name": test.name, "function": function, "module": test.module, "concept": test.concept,
+        "name": test.name, "function": function, "module": test.module,
+        "import": import_name(test.module), "concept": test.concept, "check": test.check,
         "kind": test.kind, "points": float(test.points), "hidden": test.hidden,
         "visibility": "visible", "compare": compare, "output_names": out_names,
         "n_inputs": len(inputs), "none_inputs": [i for i, x in enumerate(inputs) if x is None],

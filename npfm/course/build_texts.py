@@ -29,8 +29,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def _module_of(name):
     for module in ("linear", "activations", "layernorm", "softmax", "cross_entropy",
-                   "embedding", "attention", "l2_normalize", "clip_loss"):
-        mod = importlib.import_module("npfm.functional." + module)
+                   "embedding", "attention", "l2_normalize", "clip_loss", "../data.mlm"):
+        where = "npfm." + module[3:] if module.startswith("../") else "npfm.functional." + module
+        mod = importlib.import_module(where)
         if hasattr(mod, name):
             return mod
     raise ValueError(name + " is not a function of npfm.functional")
@@ -49,7 +50,8 @@ def save(fn):
     with open(path, "w") as f:
         f.write("".join(lines))
     exec(compile(source, path, "exec"), mod.__dict__)       # its globals: the module's
-    setattr(npfm.functional, fn.__name__, mod.__dict__[fn.__name__])
+    if hasattr(npfm.functional, fn.__name__):
+        setattr(npfm.functional, fn.__name__, mod.__dict__[fn.__name__])
     print("saved " + fn.__name__ + " into " + os.path.relpath(path, HERE))
 
 
@@ -164,9 +166,26 @@ def c_clip_loss():
     yield "clip_loss_forward: permuted unit vectors, scale 1", abs(float(loss) - expected)
 
 
+def c_mask_tokens():
+    from npfm.data import mlm
+    r = _rng()
+    ids = r.integers(5, 300, size=(64, 40))
+    ids[:, 0], ids[:, -1] = 1, 2
+    special = np.isin(ids, [0, 1, 2, 3])
+    new, labels = mlm.mask_tokens(ids, special, 300, 4, np.random.default_rng(1), 0.15,
+                                  special_ids=[0, 1, 2, 3])
+    chosen = labels != -100
+    yield "mask_tokens: 15% of 38 candidates = 6 chosen per row", float(np.abs(chosen.sum(1) - 6).max())
+    yield "mask_tokens: no special position chosen", float((chosen & special).sum())
+    yield "mask_tokens: labels are the original ids", float((labels[chosen] != ids[chosen]).sum())
+    share = float((new[chosen] == 4).mean())
+    yield "mask_tokens: about 80% of the chosen become [MASK] (within 0.06)", max(0.0, abs(share - 0.8) - 0.06)
+
+
 CHECKS = {"linear": c_linear, "relu": c_relu, "gelu": c_gelu, "layernorm": c_layernorm,
           "softmax": c_softmax, "cross_entropy": c_cross_entropy, "embedding": c_embedding,
-          "attention": c_attention, "l2_normalize": c_l2_normalize, "clip_loss": c_clip_loss}
+          "attention": c_attention, "l2_normalize": c_l2_normalize, "clip_loss": c_clip_loss,
+          "mask_tokens": c_mask_tokens}
 
 
 def cases(number):

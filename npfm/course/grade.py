@@ -58,7 +58,7 @@ with np.load(io.BytesIO(data[8 + n:]), allow_pickle=False) as f:
 sys.path.insert(0, spec["student"])
 try:
     import importlib
-    mod = importlib.import_module("npfm.functional." + spec["module"])
+    mod = importlib.import_module(spec["import"])
     where = os.path.realpath(mod.__file__)
     if not where.startswith(os.path.realpath(spec["student"]) + os.sep):
         raise ImportError("npfm was imported from " + where + ", not from the submission")
@@ -67,6 +67,13 @@ try:
     kwargs = spec["kwargs"]
     if spec["kind"] == "weights":
         out = (getattr(mod, "attention_weights")(inputs[0], inputs[1], inputs[3]),)
+    elif spec["kind"] == "statistics":
+        kwargs = dict(kwargs)
+        if "rng_seed" in kwargs:
+            kwargs["rng"] = np.random.default_rng(kwargs.pop("rng_seed"))
+        out = getattr(mod, spec["function"])(*inputs, **kwargs)
+        if not isinstance(out, tuple):
+            out = (out,)
     else:
         pair = getattr(mod, spec["concept"] + "_forward")(*inputs, **kwargs)
         if not (isinstance(pair, tuple) and len(pair) == 2):
@@ -168,10 +175,79 @@ def run_child(student, spec, arrays, timeout):
     return meta, outputs, printed
 
 
-def judge(test, meta, outputs, expected, tolerance):
+def _outputs(meta, outputs, n, fn):
+    kinds = meta["outputs"]
+    if len(kinds) != n or any(k != "array" for k in kinds):
+        raise AssertionError(f"{fn} should return {n} arrays, got {', '.join(kinds) or 'nothing'}")
+    return [outputs[f"out_{i}"] for i in range(n)]
+
+
+def _mlm_selection(test, arrays, meta, outputs):
+    """mask_tokens: exactly max(1, round(p n)) of each row's n candidates chosen
+    (labels = ids there, -100 elsewhere), no special position, ids kept elsewhere."""
+    ids, special = arrays["in_0"], arrays["in_1"]
+    new_ids, labels = _outputs(meta, outputs, 2, "mask_tokens")
+    for name, a in (("input_ids", new_ids), ("labels", labels)):
+        if a.shape != ids.shape:
+            raise AssertionError(f"{name}: wrong shape {a.shape}, expected {ids.shape}")
+    chosen = labels != -100
+    if np.any(chosen & special):
+        raise AssertionError(f"{int((chosen & special).sum())} special positions were chosen")
+    if not np.array_equal(labels[chosen], ids[chosen]):
+        raise AssertionError("labels at chosen positions are not the original ids")
+    n = (~special).sum(axis=1)
+    want = np.where(n > 0, np.maximum(1, np.round(n * test["kwargs"]["mask_prob"])), 0)
+    wrong = int((chosen.sum(axis=1) != want).sum())
+    if wrong:
+        raise AssertionError(f"{wrong} of {len(n)} rows have a wrong number of chosen positions")
+    if not np.array_equal(new_ids[~chosen], ids[~chosen]):
+        raise AssertionError("input_ids changed at positions that were not chosen")
+    return f"{int(chosen.sum())} positions chosen, {int(want.sum())} expected: ok"
+
+
+def _mlm_replacement(test, arrays, meta, outputs):
+    """mask_tokens: of the chosen positions, 80% / 10% / 10% within 5 standard errors;
+    random replacements never [MASK] nor special, and spread over the vocabulary."""
+    ids = arrays["in_0"]
+    new_ids, labels = _outputs(meta, outputs, 2, "mask_tokens")
+    if new_ids.shape != ids.shape or labels.shape != ids.shape:
+        raise AssertionError(f"wrong shapes {new_ids.shape}, {labels.shape}, expected {ids.shape}")
+    kw = test["kwargs"]
+    chosen = labels != -100
+    n = int(chosen.sum())
+    if n == 0:
+        raise AssertionError("no position was chosen")
+    got, orig = new_ids[chosen], ids[chosen]
+    masked = got == kw["mask_id"]
+    kept = got == orig
+    randomised = ~masked & ~kept
+    if np.any(np.isin(got[randomised], kw["special_ids"])):
+        raise AssertionError("a random replacement is a special token")
+    allowed = kw["tokenizer_vocab_size"] - len(set(kw["special_ids"]) | {kw["mask_id"]})
+    lines = []
+    for label, share, want in (("[MASK]", masked.mean(), 0.8), ("random", randomised.mean(), 0.1 * (1 - 1 / allowed)),
+                               ("kept", kept.mean(), 0.1 + 0.1 / allowed)):
+        err = 5 * np.sqrt(want * (1 - want) / n)
+        lines.append(f"{label}: {share:.3f} of {n} (expected {want:.3f} +- {err:.3f})")
+        if abs(share - want) > err:
+            raise AssertionError("; ".join(lines))
+    if len(np.unique(got[randomised])) < min(20, randomised.sum() // 2):
+        raise AssertionError("random replacements use too few distinct ids")
+    return "\n".join(lines)
+
+
+STATISTICS = {"mlm_selection": _mlm_selection, "mlm_replacement": _mlm_replacement}
+
+
+def judge(test, meta, outputs, expected, tolerance, arrays=None):
     """(passed, feedback) for one test's outputs against the expected arrays."""
     if meta["status"] != "ok":
         return False, meta["message"]
+    if test["kind"] == "statistics":
+        try:
+            return True, STATISTICS[test["check"]](test, arrays, meta, outputs)
+        except AssertionError as e:
+            return False, str(e)
     kinds = meta["outputs"]
     fn = test["function"]
     lines, ok = [], True
@@ -221,10 +297,10 @@ def grade(student_dir, autograder, timeout=None, jobs=2):
             arrays = {k: f[k] for k in f.files}
         send = {k: v for k, v in arrays.items() if not k.startswith("expected_")}
         expected = [(index, arrays.get(f"expected_{j}")) for j, index in enumerate(test["compare"])]
-        spec = {k: test[k] for k in ("module", "concept", "kind", "n_inputs", "none_inputs",
-                                     "kwargs", "input_names")}
+        spec = {k: test[k] for k in ("import", "concept", "kind", "n_inputs", "none_inputs",
+                                     "kwargs", "input_names", "function")}
         meta, outputs, _ = run_child(student, spec, send, timeout)
-        passed, feedback = judge(test, meta, outputs, expected, config["tolerance"])
+        passed, feedback = judge(test, meta, outputs, expected, config["tolerance"], arrays)
         shown = feedback if not test["hidden"] else ("passed" if passed else "failed")
         if not test["hidden"]:
             shown = f"inputs: {test['shapes']}\n{feedback}"

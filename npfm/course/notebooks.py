@@ -23,6 +23,7 @@ import inspect
 import json
 import os
 
+from .assignments import file_path, import_name
 from .build_texts import COURSEWORK, README, TEST_PUBLIC
 
 
@@ -43,7 +44,7 @@ def _notebook(cells):
 def _function_parts(module, name):
     """(header with docstring, body) of npfm/functional/<module>.py's function ``name``."""
     import importlib
-    mod = importlib.import_module(f"npfm.functional.{module}")
+    mod = importlib.import_module(import_name(module))
     text = inspect.getsource(mod)
     lines = text.splitlines(keepends=True)
     node = next(n for n in ast.parse(text).body if isinstance(n, ast.FunctionDef) and n.name == name)
@@ -68,7 +69,7 @@ def _assignment_notebook(a, solutions):
         header, body, module_doc = _function_parts(module, name)
         if module not in seen:
             seen.add(module)
-            cells.append(_cell("markdown", f"## `npfm/functional/{module}.py`\n\n```\n{module_doc}\n```"))
+            cells.append(_cell("markdown", f"## `{file_path(module)}`\n\n```\n{module_doc}\n```"))
         if solutions:
             code = (header + "    ### BEGIN SOLUTION\n" + body.rstrip("\n") + "\n"
                     "    ### END SOLUTION\n")
@@ -92,7 +93,7 @@ def write_student_files(student, chosen):
     with open(os.path.join(student, "tests", "test_public.py"), "w") as f:
         f.write(TEST_PUBLIC)
     listing = "\n".join(f"- Assignment {a.number} ({a.points:g} points): {a.title}. Write "
-                        + ", ".join(f"`npfm.functional.{m}.{n}`" for m, n in a.functions)
+                        + ", ".join(f"`{import_name(m)}.{n}`" for m, n in a.functions)
                         for a in chosen)
     with open(os.path.join(student, "README.md"), "w") as f:
         f.write(README.replace("LISTING", listing))

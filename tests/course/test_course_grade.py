@@ -16,6 +16,7 @@ import pytest
 
 from npfm.cli import main
 from npfm.course import grade
+from npfm.course.assignments import file_path
 from npfm.course.build import build
 
 FUNCTIONAL = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -27,6 +28,7 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("course")
     build(str(root / "a1"), [1], seed=11, timeout=20)
     build(str(root / "a2"), [2], seed=12, timeout=20)
+    build(str(root / "a4"), [4], seed=14, timeout=20)
     build(str(root / "a5"), [5], seed=13, timeout=20)
     return root
 
@@ -37,11 +39,12 @@ def solved_copy(built, assignment, dest):
     for name in os.listdir(FUNCTIONAL):
         if name.endswith(".py"):
             shutil.copy(os.path.join(FUNCTIONAL, name), dest / "npfm" / "functional" / name)
+    shutil.copy(os.path.join(FUNCTIONAL, "..", "data", "mlm.py"), dest / "npfm" / "data" / "mlm.py")
     return dest
 
 
 def mutate(copy, module, old, new):
-    path = copy / "npfm" / "functional" / f"{module}.py"
+    path = copy / file_path(module)
     text = path.read_text()
     assert text.count(old) == 1, (module, old)
     path.write_text(text.replace(old, new))
@@ -168,6 +171,19 @@ def test_clip_temperature_mutant_loses_only_the_logit_scale_test(built, tmp_path
     assert failed(results) == {"clip_loss_backward: hidden shapes, logit_scale, float64 central "
                                "differences"}
     assert sum(r["score"] for r in results) == 8
+
+
+def test_mlm_masking_graded_statistically(built, tmp_path):
+    """Everything masked (no 80/10/10) keeps the selection test and loses the replacement test."""
+    results = grade.grade(str(built / "a4" / "student"), str(built / "a4" / "autograder"))
+    assert sum(r["score"] for r in results) == 0
+    copy = solved_copy(built, "a4", tmp_path / "mlm")
+    assert failed(grade.grade(str(copy), str(built / "a4" / "autograder"))) == set()
+    mutate(copy, "data.mlm", "to_mask = chosen & (action < 0.8)", "to_mask = chosen")
+    results = grade.grade(str(copy), str(built / "a4" / "autograder"))
+    assert failed(results) == {r["name"] for r in results if "80%" in r["name"]}
+    detail = next(r["detail"] for r in results if "80%" in r["name"])
+    assert detail.startswith("[MASK]: 0.9") and "(expected 0.800 +- " in detail
 
 
 def test_grade_errors_are_one_line(built, tmp_path, capsys):
