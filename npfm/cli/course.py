@@ -13,7 +13,18 @@ def _numbers(text):
     return numbers
 
 
+def _kit():
+    """The kit, or a clear error in a student copy (which does not carry it)."""
+    try:
+        from .. import course
+    except ImportError:
+        raise RuntimeError("this copy of npfm has no coursework kit (a student copy): "
+                           "run the public checks with python -m pytest tests") from None
+    return course
+
+
 def _list(args):
+    _kit()
     from ..course.assignments import ASSIGNMENTS, import_name
     for a in ASSIGNMENTS.values():
         print(f"assignment {a.number}: {a.title} ({a.points:g} points, {len(a.tests)} tests)")
@@ -25,6 +36,7 @@ def _list(args):
 
 
 def _build(args):
+    _kit()
     from ..course.build import build
     numbers = _numbers(args.assignments) if args.assignments else None
     paths = build(args.out, numbers, seed=args.seed, timeout=args.timeout)
@@ -34,6 +46,7 @@ def _build(args):
 
 
 def _grade(args):
+    _kit()
     from ..course import grade
     if not os.path.isdir(args.student):
         raise FileNotFoundError(f"no folder {args.student}")

@@ -15,6 +15,7 @@ import ast
 import importlib
 import inspect
 import os
+import sys
 import textwrap
 
 import numpy as np
@@ -41,6 +42,8 @@ def save(fn):
     """Write ``fn`` (defined in a notebook cell) over its stub in your copy, and use it now."""
     mod = _module_of(fn.__name__)
     source = textwrap.dedent(inspect.getsource(fn))
+    source = "".join(line for line in source.splitlines(keepends=True)     # nbgrader's markers
+                     if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
     path = mod.__file__
     text = open(path).read()
     node = next(n for n in ast.parse(text).body
@@ -49,9 +52,11 @@ def save(fn):
     lines[node.lineno - 1:node.end_lineno] = [source if source.endswith("\\n") else source + "\\n"]
     with open(path, "w") as f:
         f.write("".join(lines))
+    stub = getattr(mod, fn.__name__)
     exec(compile(source, path, "exec"), mod.__dict__)       # its globals: the module's
-    if hasattr(npfm.functional, fn.__name__):
-        setattr(npfm.functional, fn.__name__, mod.__dict__[fn.__name__])
+    for name, other in list(sys.modules.items()):          # every module that imported the stub
+        if name.split(".")[0] == "npfm" and getattr(other, fn.__name__, None) is stub:
+            setattr(other, fn.__name__, mod.__dict__[fn.__name__])
     print("saved " + fn.__name__ + " into " + os.path.relpath(path, HERE))
 
 

@@ -35,6 +35,8 @@ def _cell(kind, text, **metadata):
 
 
 def _notebook(cells):
+    for i, cell in enumerate(cells):
+        cell["id"] = f"cell-{i:02d}"          # nbformat 4.5 wants an id on every cell
     return {"cells": cells, "nbformat": 4, "nbformat_minor": 5,
             "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
                                         "language": "python"},

@@ -96,13 +96,13 @@ def test_student_copy_runs_until_a_stub(out):
     assert proc.stderr.startswith("npfm: error: assignment "), proc.stderr
 
 
-def solution_source(number):
-    """The instructor's functions of an assignment, as one file a student might write."""
+def solution_source(numbers):
+    """The instructor's functions of some assignments, as one file a student might write."""
     parts = ["import math\nimport numpy as np\n"]
-    for a in [ASSIGNMENTS[number]]:
+    for a in [ASSIGNMENTS[n] for n in numbers]:
         for module, name in a.functions:
-            text = open(os.path.join(FUNCTIONAL, f"{module}.py")).read()
-            node = functions(os.path.join(FUNCTIONAL, f"{module}.py"))[name]
+            text = open(os.path.join(ROOT, file_path(module))).read()
+            node = functions(os.path.join(ROOT, file_path(module)))[name]
             parts.append("\n".join(text.splitlines()[node.lineno - 1:node.end_lineno]) + "\n")
     return "\n\n".join(parts)
 
@@ -115,11 +115,13 @@ def test_notebook_workflow_save_then_check(out, tmp_path):
     shutil.copytree(out / "student", copy)
     proc = run_in(copy, "import coursework, sys; sys.exit(0 if coursework.check(1) else 1)")
     assert proc.returncode == 1 and "FAIL" in proc.stdout and "NotImplementedError" in proc.stdout
-    (copy / "my_answers.py").write_text(solution_source(1))
-    names = [n for _, n in ASSIGNMENTS[1].functions]
+    # clip_loss.py imported the stub of l2_normalize_forward: save must replace that one too
+    (copy / "my_answers.py").write_text(solution_source([1, 5]))
+    names = [n for k in (1, 5) for _, n in ASSIGNMENTS[k].functions]
     proc = run_in(copy, "import coursework, my_answers, sys\n"
+                  "import npfm.functional.clip_loss\n"
                   f"for name in {names!r}: coursework.save(getattr(my_answers, name))\n"
-                  "sys.exit(0 if coursework.check(1) else 1)")
+                  "sys.exit(0 if coursework.check(1) and coursework.check(5) else 1)")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (copy / "my_answers.py").unlink()
     proc = run_in(copy, "import coursework, sys; sys.exit(0 if coursework.check(1) else 1)")
