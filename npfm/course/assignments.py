@@ -50,14 +50,16 @@ class Test:
     name: str                # "layernorm_backward: dx, hidden shapes, float64 central differences"
     module: str              # file of npfm/functional/ holding the pair
     concept: str             # the pair is concept_forward / concept_backward
-    kind: str                # "forward", "backward", "weights" (attention_weights) or
-                             # "statistics" (the function's outputs judged by ``check``)
+    kind: str                # "forward", "backward", "weights" (attention_weights),
+                             # "call" (the outputs numbered in compare against the
+                             # instructor's) or "statistics" (judged by ``check``)
     make: object             # rng -> (inputs, kwargs)
     points: float
     hidden: bool = True
     compare: tuple = None    # backward: which returned gradients count (default: all)
     check: str = None        # statistics: the name of the grader's check (grade.STATISTICS)
     function: str = None     # statistics: the function called (default concept)
+    construct: dict = None   # call: {keyword: class of the module} built from a dict of fields
 
 
 @dataclass
@@ -275,6 +277,58 @@ def _tests_4():
     ]
 
 
+def _points_codes(N=40, K=5, D=3):
+    def make(rng):
+        return [rng.standard_normal((N, D)), rng.standard_normal((K, D))], {}
+    return make
+
+
+def _nearest(N=40, K=6, D=3, chunk=7):
+    def make(rng):
+        return [rng.standard_normal((N, D)), rng.standard_normal((K, D))], {"chunk": chunk}
+    return make
+
+
+def _blobs(K=4, per=30, D=2, iters=10):
+    def make(rng):
+        centres = rng.uniform(-20, 20, size=(K, D))
+        X = (centres[:, None, :] + rng.standard_normal((K, per, D))).reshape(-1, D)   # (N, D)
+        X = X[rng.permutation(len(X))]
+        init = np.array([X[np.argmin(((X - c) ** 2).sum(1))] for c in centres])   # a point of each blob
+        return [X], {"k": K, "iters": iters, "init": init.tolist()}
+    return make
+
+
+def _dalle_mask(offset=0, T=None, **fields):
+    def make(rng):
+        kwargs = {"config": {"text_vocab": 10, "text_len": 4, "n_codes": 8, "image_size": 4,
+                             "patch": 2, "dim": 16, "n_layers": 1, "n_heads": 2, **fields},
+                  "offset": offset}
+        if T is not None:
+            kwargs["T"] = T
+        return [], kwargs
+    return make
+
+
+def _tests_6():
+    C = "call"
+    return [
+        Test("squared_distances: hidden points and codes", "tokenizers.vq", "squared_distances", C,
+             _points_codes(), 1, compare=(0,)),
+        Test("nearest_code: hidden points, rows in chunks of 7", "tokenizers.vq", "nearest_code", C,
+             _nearest(), 2, compare=(0, 1)),
+        Test("kmeans: public blobs, given starting codes", "tokenizers.vq", "kmeans", C,
+             _blobs(K=3, per=10), 1, hidden=False, compare=(0,)),
+        Test("kmeans: hidden blobs, given starting codes, 10 rounds", "tokenizers.vq", "kmeans", C,
+             _blobs(), 3, compare=(0,)),
+        Test("logits_mask: the whole context", "models.dalle", "logits_mask", C, _dalle_mask(), 1,
+             hidden=False, compare=(0,), construct={"config": "DALLEConfig"}),
+        Test("logits_mask: hidden config, offset 3, T = 5 (decoding with a KV cache)", "models.dalle",
+             "logits_mask", C, _dalle_mask(offset=3, T=5, text_len=3, n_codes=6), 2, compare=(0,),
+             construct={"config": "DALLEConfig"}),
+    ]
+
+
 ASSIGNMENTS = {
     1: Assignment(1, "Layers: linear, ReLU, GELU, LayerNorm, softmax, cross-entropy, embedding", [
         ("linear", "linear_forward"), ("linear", "linear_backward"),
@@ -296,6 +350,10 @@ ASSIGNMENTS = {
         ("l2_normalize", "l2_normalize_forward"), ("l2_normalize", "l2_normalize_backward"),
         ("clip_loss", "clip_loss_forward"), ("clip_loss", "clip_loss_backward"),
     ], _tests_5()),
+    6: Assignment(6, "Text-to-image: the k-means codebook and the text/image logits mask", [
+        ("tokenizers.vq", "squared_distances"), ("tokenizers.vq", "nearest_code"),
+        ("tokenizers.vq", "kmeans"), ("models.dalle", "logits_mask"),
+    ], _tests_6()),
 }
 
 

@@ -117,8 +117,8 @@ def make_student(out, chosen):
     return student
 
 
-def _describe(inputs, names):
-    parts = []
+def _describe(inputs, names, kwargs):
+    parts = [f"{k}={v!r}" for k, v in kwargs.items() if not isinstance(v, list)]
     for name, x in zip(names, inputs):
         if x is None:
             parts.append(f"{name}=None")
@@ -133,11 +133,22 @@ def reference_data(test, seed, index):
     mod = importlib.import_module(import_name(test.module))
     rng = np.random.default_rng([seed, index])
     inputs, kwargs = test.make(rng)
-    forward = getattr(mod, test.concept if test.kind == "statistics" else f"{test.concept}_forward")
+    forward = getattr(mod, test.concept if test.kind in ("statistics", "call")
+                      else f"{test.concept}_forward")
     names = list(inspect.signature(forward).parameters)[:len(inputs)]
     arrays = {f"in_{i}": x for i, x in enumerate(inputs) if x is not None}
     if test.kind == "statistics":
         compare, out_names, function = [], [], test.concept
+    elif test.kind == "call":
+        built = dict(kwargs)
+        for key, cls in (test.construct or {}).items():
+            built[key] = getattr(mod, cls)(**built[key])
+        out = forward(*inputs, **built)
+        out = out if isinstance(out, tuple) else (out,)
+        compare, function = list(test.compare), test.concept
+        out_names = [f"output {c}" if len(out) > 1 else "the result" for c in compare]
+        for j, c in enumerate(compare):
+            arrays[f"expected_{j}"] = np.asarray(out[c])
     elif test.kind == "weights":
         arrays["expected_0"] = mod.attention_weights(inputs[0], inputs[1], inputs[3])
         compare, out_names, function = [0], ["P"], "attention_weights"
@@ -162,11 +173,12 @@ def reference_data(test, seed, index):
     record = {
         "name": test.name, "function": function, "module": test.module,
         "import": import_name(test.module), "concept": test.concept, "check": test.check,
+        "construct": test.construct or {},
         "kind": test.kind, "points": float(test.points), "hidden": test.hidden,
         "visibility": "visible", "compare": compare, "output_names": out_names,
         "n_inputs": len(inputs), "none_inputs": [i for i, x in enumerate(inputs) if x is None],
         "kwargs": kwargs, "input_names": names, "data": f"test_{index:03d}.npz",
-        "shapes": _describe(inputs, names) if not test.hidden else "hidden",
+        "shapes": _describe(inputs, names, kwargs) if not test.hidden else "hidden",
     }
     return record, arrays
 

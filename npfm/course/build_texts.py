@@ -30,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def _module_of(name):
     for module in ("linear", "activations", "layernorm", "softmax", "cross_entropy",
-                   "embedding", "attention", "l2_normalize", "clip_loss", "../data.mlm"):
+                   "embedding", "attention", "l2_normalize", "clip_loss", "../data.mlm", "../tokenizers.vq", "../models.dalle"):
         where = "npfm." + module[3:] if module.startswith("../") else "npfm.functional." + module
         mod = importlib.import_module(where)
         if hasattr(mod, name):
@@ -187,10 +187,47 @@ def c_mask_tokens():
     yield "mask_tokens: about 80% of the chosen become [MASK] (within 0.06)", max(0.0, abs(share - 0.8) - 0.06)
 
 
+def c_squared_distances():
+    from npfm.tokenizers import vq
+    X = _rng().standard_normal((6, 3))
+    d2 = vq.squared_distances(X, X)
+    yield "squared_distances: 0 on the diagonal, symmetric, >= 0", float(
+        max(np.abs(np.diag(d2)).max(), np.abs(d2 - d2.T).max(), -min(d2.min(), 0.0)))
+
+
+def c_nearest_code():
+    from npfm.tokenizers import vq
+    X = _rng().standard_normal((20, 3))
+    ids, d2 = vq.nearest_code(X, X[:5], chunk=3)
+    yield "nearest_code: the first 5 points are their own codes", float(
+        np.abs(ids[:5] - np.arange(5)).max() + np.abs(d2[:5]).max())
+
+
+def c_kmeans():
+    from npfm.tokenizers import vq
+    r = _rng()
+    X = np.concatenate([r.standard_normal((50, 2)) * 0.1 + 10, r.standard_normal((50, 2)) * 0.1 - 10])
+    codes, history = vq.kmeans(X, 2, iters=5, init=X[[0, 99]])
+    means = np.stack([X[:50].mean(0), X[50:].mean(0)])
+    yield "kmeans: two far blobs, their means", float(np.abs(codes - means).max())
+    yield "kmeans: the inertia never grows", float(max(0.0, max(np.diff(history), default=0.0)))
+
+
+def c_logits_mask():
+    from npfm.models import dalle
+    c = dalle.DALLEConfig(text_vocab=10, text_len=4, n_codes=8, image_size=4, patch=2, dim=16,
+                          n_layers=1, n_heads=2)
+    m = dalle.logits_mask(c)
+    yield "logits_mask: (context, vocab) booleans", float(m.shape != (c.context, c.vocab_size) or m.dtype != bool)
+    yield "logits_mask: a text position allows the text ids only", float(abs(int(m[0].sum()) - 10) + int(m[0, 10:].sum()))
+    yield "logits_mask: an image position allows the codes only", float(abs(int(m[-1].sum()) - 8) + int(m[-1, :c.code_offset].sum()))
+
+
 CHECKS = {"linear": c_linear, "relu": c_relu, "gelu": c_gelu, "layernorm": c_layernorm,
           "softmax": c_softmax, "cross_entropy": c_cross_entropy, "embedding": c_embedding,
           "attention": c_attention, "l2_normalize": c_l2_normalize, "clip_loss": c_clip_loss,
-          "mask_tokens": c_mask_tokens}
+          "mask_tokens": c_mask_tokens, "squared_distances": c_squared_distances,
+          "nearest_code": c_nearest_code, "kmeans": c_kmeans, "logits_mask": c_logits_mask}
 
 
 def cases(number):

@@ -67,8 +67,10 @@ try:
     kwargs = spec["kwargs"]
     if spec["kind"] == "weights":
         out = (getattr(mod, "attention_weights")(inputs[0], inputs[1], inputs[3]),)
-    elif spec["kind"] == "statistics":
+    elif spec["kind"] in ("statistics", "call"):
         kwargs = dict(kwargs)
+        for key, cls in spec["construct"].items():
+            kwargs[key] = getattr(mod, cls)(**kwargs[key])
         if "rng_seed" in kwargs:
             kwargs["rng"] = np.random.default_rng(kwargs.pop("rng_seed"))
         out = getattr(mod, spec["function"])(*inputs, **kwargs)
@@ -298,7 +300,7 @@ def grade(student_dir, autograder, timeout=None, jobs=2):
         send = {k: v for k, v in arrays.items() if not k.startswith("expected_")}
         expected = [(index, arrays.get(f"expected_{j}")) for j, index in enumerate(test["compare"])]
         spec = {k: test[k] for k in ("import", "concept", "kind", "n_inputs", "none_inputs",
-                                     "kwargs", "input_names", "function")}
+                                     "kwargs", "input_names", "function", "construct")}
         meta, outputs, _ = run_child(student, spec, send, timeout)
         passed, feedback = judge(test, meta, outputs, expected, config["tolerance"], arrays)
         shown = feedback if not test["hidden"] else ("passed" if passed else "failed")

@@ -23,7 +23,7 @@ ASKED = [(a.number, m, n) for a in ASSIGNMENTS.values() for m, n in a.functions]
 @pytest.fixture(scope="module")
 def out(tmp_path_factory):
     root = tmp_path_factory.mktemp("build")
-    build(str(root), [1, 2, 4, 5], seed=3)
+    build(str(root), [1, 2, 4, 5, 6], seed=3)
     return root
 
 
@@ -130,7 +130,7 @@ def test_notebook_workflow_save_then_check(out, tmp_path):
 
 
 def test_notebooks_student_and_instructor(out):
-    for number in (1, 2, 4, 5):
+    for number in (1, 2, 4, 5, 6):
         student = json.load(open(out / "student" / "notebooks" / f"assignment{number}.ipynb"))
         teacher = json.load(open(out / "instructor" / f"assignment{number}.ipynb"))
         assert student["nbformat"] == teacher["nbformat"] == 4
@@ -158,10 +158,12 @@ def test_autograder_folder(out):
         with np.load(folder / "data" / test["data"], allow_pickle=False) as f:
             assert (any(k.startswith("expected_") for k in f.files) or test["compare"] == [0, 1, 2]
                     or test["kind"] == "statistics")
+            assert test["kind"] != "call" or len(test["compare"]) == sum(
+                k.startswith("expected_") for k in f.files)
             assert all(f[k].dtype != object for k in f.files)
         if test["hidden"]:
             assert test["shapes"] == "hidden"
-    assert {t["assignment"] for t in config["tests"]} == {1, 2, 4, 5}
+    assert {t["assignment"] for t in config["tests"]} == {1, 2, 4, 5, 6}
 
 
 def test_cli_list_and_bad_input(tmp_path, capsys):

@@ -30,6 +30,7 @@ def built(tmp_path_factory):
     build(str(root / "a2"), [2], seed=12, timeout=20)
     build(str(root / "a4"), [4], seed=14, timeout=20)
     build(str(root / "a5"), [5], seed=13, timeout=20)
+    build(str(root / "a6"), [6], seed=15, timeout=20)
     return root
 
 
@@ -39,7 +40,8 @@ def solved_copy(built, assignment, dest):
     for name in os.listdir(FUNCTIONAL):
         if name.endswith(".py"):
             shutil.copy(os.path.join(FUNCTIONAL, name), dest / "npfm" / "functional" / name)
-    shutil.copy(os.path.join(FUNCTIONAL, "..", "data", "mlm.py"), dest / "npfm" / "data" / "mlm.py")
+    for part in ("data/mlm.py", "tokenizers/vq.py", "models/dalle.py"):
+        shutil.copy(os.path.join(FUNCTIONAL, "..", part), dest / "npfm" / part)
     return dest
 
 
@@ -184,6 +186,18 @@ def test_mlm_masking_graded_statistically(built, tmp_path):
     assert failed(results) == {r["name"] for r in results if "80%" in r["name"]}
     detail = next(r["detail"] for r in results if "80%" in r["name"])
     assert detail.startswith("[MASK]: 0.9") and "(expected 0.800 +- " in detail
+
+
+def test_codebook_and_logits_mask(built, tmp_path):
+    """Assignment 6: the stubs score 0; a logits mask one position off loses its two tests only."""
+    results = grade.grade(str(built / "a6" / "student"), str(built / "a6" / "autograder"))
+    assert sum(r["score"] for r in results) == 0 and len(results) == 6
+    copy = solved_copy(built, "a6", tmp_path / "a6")
+    mutate(copy, "models.dalle", "is_text = position < c.n_text_positions",
+           "is_text = position <= c.n_text_positions")
+    results = grade.grade(str(copy), str(built / "a6" / "autograder"))
+    assert failed(results) == {r["name"] for r in results if r["name"].startswith("logits_mask")}
+    assert sum(r["score"] for r in results) == 7
 
 
 def test_grade_errors_are_one_line(built, tmp_path, capsys):
