@@ -20,6 +20,7 @@ TOLERANCE earns the test's points, anything else earns 0. The error is always
 reported. A test's name starts with the function it grades.
 """
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,8 +30,12 @@ TOLERANCE = 1e-6
 
 def import_name(module):
     """A module of an assignment as Python imports it: "layernorm" is a file of
-    npfm/functional/, a dotted name ("data.mlm") is relative to npfm."""
-    return "npfm." + module if "." in module else "npfm.functional." + module
+    npfm/functional/; a dotted name ("data.mlm"), or one that is not there
+    ("optim"), is relative to npfm."""
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "functional")
+    if "." in module or not os.path.exists(os.path.join(here, module + ".py")):
+        return "npfm." + module
+    return "npfm.functional." + module
 
 
 def file_path(module):
@@ -310,6 +315,40 @@ def _dalle_mask(offset=0, T=None, **fields):
     return make
 
 
+def _block(B=2, T=3, dim=8, n_heads=2, hidden=12, causal=True, norm_first=True):
+    def make(rng):
+        return [rng.standard_normal((B, T, dim))], {
+            "dim": dim, "n_heads": n_heads, "hidden": hidden, "causal": causal,
+            "norm_first": norm_first, "seed": int(rng.integers(2**31)), "perturb": 0.3}
+    return make
+
+
+def _adamw(shape=(3, 4), steps=3, weight_decay=0.1):
+    def make(rng):
+        return [rng.standard_normal(shape), rng.standard_normal((steps, *shape)) * 0.1], {
+            "lr": 0.01, "betas": [0.9, 0.95], "eps": 1e-8, "weight_decay": weight_decay}
+    return make
+
+
+def _tests_3():
+    S = "scenario"
+    cd = "float64 central differences"
+    return [
+        Test(f"TransformerBlock.backward: public, pre-LN causal, {cd}", "nn.block", "block_backward", S,
+             _block(B=1, T=2, dim=4, hidden=8), 1, hidden=False),
+        Test(f"TransformerBlock.backward: hidden shapes, pre-LN causal, {cd}", "nn.block",
+             "block_backward", S, _block(), 3),
+        Test(f"TransformerBlock.backward: hidden shapes, post-LN bidirectional, {cd}", "nn.block",
+             "block_backward", S, _block(causal=False, norm_first=False), 3),
+        Test("AdamW.update: public, one step", "optim", "adamw_steps", S, _adamw(steps=1), 1,
+             hidden=False),
+        Test("AdamW.update: hidden, three steps with weight decay (bias corrections)", "optim",
+             "adamw_steps", S, _adamw(shape=(5, 3)), 2),
+        Test("AdamW.update: hidden, five steps without weight decay", "optim", "adamw_steps", S,
+             _adamw(shape=(4,), steps=5, weight_decay=0.0), 1),
+    ]
+
+
 def _tests_6():
     C = "call"
     return [
@@ -343,6 +382,9 @@ ASSIGNMENTS = {
         ("attention", "attention_forward"), ("attention", "attention_backward"),
         ("attention", "attention_weights"),
     ], _tests_2()),
+    3: Assignment(3, "GPT: the transformer block's backward and one AdamW step", [
+        ("nn.block", "TransformerBlock.backward"), ("optim", "AdamW.update"),
+    ], _tests_3()),
     4: Assignment(4, "BERT: masked-language-model masking (15%, then 80/10/10)", [
         ("data.mlm", "mask_tokens"),
     ], _tests_4()),

@@ -56,17 +56,21 @@ def stub_source(text, names, number, module):
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name in names:
             found[node.name] = node
+        if isinstance(node, ast.ClassDef):                      # methods: "Class.method"
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and f"{node.name}.{item.name}" in names:
+                    found[f"{node.name}.{item.name}"] = item
     missing = set(names) - set(found)
     if missing:
         raise ValueError(f"{file_path(module)} has no function {sorted(missing)[0]}")
-    for node in sorted(found.values(), key=lambda n: n.lineno, reverse=True):
+    for qualname, node in sorted(found.items(), key=lambda kv: kv[1].lineno, reverse=True):
         body = node.body
         has_doc = (isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
                    and isinstance(body[0].value.value, str))
         first = body[1] if has_doc and len(body) > 1 else body[0]
         indent = " " * first.col_offset
         start = (body[0].end_lineno if has_doc else body[0].lineno - 1)
-        raise_line = f'{indent}raise NotImplementedError("{stub_message(number, module, node.name)}")\n'
+        raise_line = f'{indent}raise NotImplementedError("{stub_message(number, module, qualname)}")\n'
         lines[start:node.end_lineno] = [raise_line]
     return "".join(lines)
 
@@ -130,9 +134,11 @@ def _describe(inputs, names, kwargs):
 def reference_data(test, seed, index):
     """(record for tests.json, arrays for the .npz) of one test."""
     from ..gradcheck import numerical_gradient
-    mod = importlib.import_module(import_name(test.module))
     rng = np.random.default_rng([seed, index])
     inputs, kwargs = test.make(rng)
+    if test.kind == "scenario":
+        return _scenario_data(test, inputs, kwargs, rng, index)
+    mod = importlib.import_module(import_name(test.module))
     forward = getattr(mod, test.concept if test.kind in ("statistics", "call")
                       else f"{test.concept}_forward")
     names = list(inspect.signature(forward).parameters)[:len(inputs)]
@@ -179,6 +185,50 @@ def reference_data(test, seed, index):
         "n_inputs": len(inputs), "none_inputs": [i for i, x in enumerate(inputs) if x is None],
         "kwargs": kwargs, "input_names": names, "data": f"test_{index:03d}.npz",
         "shapes": _describe(inputs, names, kwargs) if not test.hidden else "hidden",
+    }
+    return record, arrays
+
+
+def _scenario_data(test, inputs, kwargs, rng, index):
+    """A method's test: the harness of grade.SCENARIOS run on the instructor's npfm; a
+    backward's expected gradients come from central differences of the forward."""
+    from ..gradcheck import numerical_gradient
+    from .grade import SCENARIOS
+    harness = {}
+    exec(SCENARIOS, harness)
+    arrays = {f"in_{i}": x for i, x in enumerate(inputs)}
+    if test.concept == "block_backward":
+        from ..nn.block import TransformerBlock
+        kw = kwargs
+        block = TransformerBlock(kw["dim"], kw["n_heads"], kw["hidden"], causal=kw["causal"],
+                                 norm_first=kw["norm_first"], rng=np.random.default_rng(kw["seed"]),
+                                 dtype=np.float64)
+        params = [p for _, p in block.named_parameters()]
+        for i, p in enumerate(params):   # move gains and biases off 1 and 0 so that each matters
+            p.data[...] = p.data + kw["perturb"] * rng.standard_normal(p.data.shape)
+            arrays[f"param_{i:03d}"] = p.data.copy()
+        x = inputs[0].copy()
+        dy = rng.standard_normal(x.shape)
+        arrays["dy"] = dy
+        targets = [x] + [p.data for p in params]
+        names = ["dx"] + [name for name, _ in block.named_parameters()]
+        for j, target in enumerate(targets):
+            arrays[f"expected_{j}"] = numerical_gradient(lambda: block.forward(x), target, dy)
+        compare = list(range(len(targets)))
+        assert np.allclose(harness["block_backward"](arrays, kwargs)[0], arrays["expected_0"], atol=1e-6)
+    else:
+        out = harness[test.concept](arrays, kwargs)
+        arrays["expected_0"] = out[0]
+        compare, names = [0], ["w after the steps"]
+    record = {
+        "name": test.name, "function": test.concept, "module": test.module,
+        "import": import_name(test.module), "concept": test.concept, "check": None,
+        "construct": {}, "kind": "scenario", "points": float(test.points), "hidden": test.hidden,
+        "visibility": "visible", "compare": compare, "output_names": names,
+        "n_inputs": len(inputs), "none_inputs": [], "kwargs": kwargs,
+        "input_names": [f"input {i}" for i in range(len(inputs))], "data": f"test_{index:03d}.npz",
+        "shapes": _describe(inputs, [f"input {i}" for i in range(len(inputs))], kwargs)
+        if not test.hidden else "hidden",
     }
     return record, arrays
 

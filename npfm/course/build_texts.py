@@ -223,11 +223,34 @@ def c_logits_mask():
     yield "logits_mask: an image position allows the codes only", float(abs(int(m[-1].sum()) - 8) + int(m[-1, :c.code_offset].sum()))
 
 
+def c_block_backward():
+    from npfm.gradcheck import check_module
+    from npfm.nn.block import TransformerBlock
+    x = _rng().standard_normal((2, 3, 8))
+    for norm_first in (True, False):
+        block = TransformerBlock(8, 2, 12, causal=True, norm_first=norm_first, dtype=np.float64)
+        report = check_module(block, x, seed=1)
+        yield f"TransformerBlock.backward: norm_first={norm_first}, every Parameter", report.max_error
+
+
+def c_adamw_steps():
+    from npfm.core import Parameter
+    from npfm.optim import AdamW
+    w0, g = np.array([1.0, -2.0, 3.0]), np.array([0.5, -0.1, 2.0])
+    p = Parameter(w0.copy())
+    p.grad[...] = g
+    AdamW([p], lr=0.1, weight_decay=0.5).step()
+    expected = w0 * (1 - 0.1 * 0.5) - 0.1 * np.sign(g)      # step 1: m^ / sqrt(v^) = sign(g)
+    yield "AdamW.update: the first step moves each weight by lr, after decay", float(
+        np.abs(p.data - expected).max() / 1e-1)
+
+
 CHECKS = {"linear": c_linear, "relu": c_relu, "gelu": c_gelu, "layernorm": c_layernorm,
           "softmax": c_softmax, "cross_entropy": c_cross_entropy, "embedding": c_embedding,
           "attention": c_attention, "l2_normalize": c_l2_normalize, "clip_loss": c_clip_loss,
           "mask_tokens": c_mask_tokens, "squared_distances": c_squared_distances,
-          "nearest_code": c_nearest_code, "kmeans": c_kmeans, "logits_mask": c_logits_mask}
+          "nearest_code": c_nearest_code, "kmeans": c_kmeans, "logits_mask": c_logits_mask,
+          "block_backward": c_block_backward, "adamw_steps": c_adamw_steps}
 
 
 def cases(number):

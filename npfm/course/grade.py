@@ -37,6 +37,37 @@ PRINT_LIMIT = 1 << 20          # bytes a test may print
 FILE_LIMIT = 16 << 20          # bytes the child may write to any file (its output included)
 DEFAULT_TIMEOUT = 20.0
 
+# Harnesses for methods (not pairs): they build a Module or an optimizer from the
+# test's arrays and keyword arguments and return what is compared. The build runs
+# them on the instructor's npfm, the child on the student's: the same text.
+SCENARIOS = r'''
+def block_backward(arrays, kw):
+    import numpy as np
+    from npfm.nn.block import TransformerBlock
+    block = TransformerBlock(kw["dim"], kw["n_heads"], kw["hidden"], causal=kw["causal"],
+                             norm_first=kw["norm_first"], rng=np.random.default_rng(kw["seed"]),
+                             dtype=np.float64)
+    params = [p for _, p in block.named_parameters()]
+    for p, key in zip(params, sorted(k for k in arrays if k.startswith("param_"))):
+        p.data[...] = arrays[key]
+    block.forward(arrays["in_0"])
+    block.zero_grad()
+    dx = block.backward(arrays["dy"])
+    return (dx, *[p.grad for p in params])
+
+
+def adamw_steps(arrays, kw):
+    from npfm.core import Parameter
+    from npfm.optim import AdamW
+    p = Parameter(arrays["in_0"].copy())
+    opt = AdamW([p], lr=kw["lr"], betas=tuple(kw["betas"]), eps=kw["eps"],
+                weight_decay=kw["weight_decay"])
+    for g in arrays["in_1"]:
+        p.grad[...] = g
+        opt.step()
+    return (p.data,)
+'''
+
 CHILD = r'''
 import io, json, os, sys, traceback
 result_pipe = os.fdopen(os.dup(1), "wb")
@@ -65,7 +96,11 @@ try:
     inputs = [None if i in spec["none_inputs"] else arrays["in_%d" % i] for i in range(spec["n_inputs"])]
     originals = [None if x is None else x.copy() for x in inputs]
     kwargs = spec["kwargs"]
-    if spec["kind"] == "weights":
+    if spec["kind"] == "scenario":
+        harness = {}
+        exec(spec["scenarios"], harness)
+        out = harness[spec["function"]](arrays, kwargs)
+    elif spec["kind"] == "weights":
         out = (getattr(mod, "attention_weights")(inputs[0], inputs[1], inputs[3]),)
     elif spec["kind"] in ("statistics", "call"):
         kwargs = dict(kwargs)
@@ -301,6 +336,8 @@ def grade(student_dir, autograder, timeout=None, jobs=2):
         expected = [(index, arrays.get(f"expected_{j}")) for j, index in enumerate(test["compare"])]
         spec = {k: test[k] for k in ("import", "concept", "kind", "n_inputs", "none_inputs",
                                      "kwargs", "input_names", "function", "construct")}
+        if test["kind"] == "scenario":
+            spec["scenarios"] = SCENARIOS
         meta, outputs, _ = run_child(student, spec, send, timeout)
         passed, feedback = judge(test, meta, outputs, expected, config["tolerance"], arrays)
         shown = feedback if not test["hidden"] else ("passed" if passed else "failed")

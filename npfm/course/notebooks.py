@@ -55,6 +55,20 @@ def _function_parts(module, name):
         ast.get_docstring(ast.parse(text)) or ""
 
 
+def _method_cell(module, qualname, solutions):
+    """A method is written in its file (a cell cannot replace it in its class)."""
+    import importlib
+    import textwrap
+    cls, name = qualname.split(".")
+    method = getattr(getattr(importlib.import_module(import_name(module)), cls), name)
+    text = (f"## `{qualname}` in `{file_path(module)}`\n\nOpen the file and write the method "
+            f"there; what it must do:\n\n```\n{inspect.getdoc(method) or inspect.getdoc(getattr(importlib.import_module(import_name(module)), cls))}\n```\n")
+    if solutions:
+        text += ("\nThe instructor's version:\n\n```python\n"
+                 + textwrap.dedent(inspect.getsource(method)) + "```\n")
+    return _cell("markdown", text)
+
+
 def _assignment_notebook(a, solutions):
     cells = [_cell("markdown", f"# Assignment {a.number}: {a.title}\n\n"
                    "Write each function in the cell below its derivation, then run the cell: "
@@ -68,6 +82,9 @@ def _assignment_notebook(a, solutions):
     cells.append(_cell("code", "import numpy as np\n\nimport coursework\nimport npfm"))
     seen = set()
     for module, name in a.functions:
+        if "." in name:                               # a method: written in its file
+            cells.append(_method_cell(module, name, solutions))
+            continue
         header, body, module_doc = _function_parts(module, name)
         if module not in seen:
             seen.add(module)

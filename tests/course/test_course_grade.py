@@ -31,6 +31,7 @@ def built(tmp_path_factory):
     build(str(root / "a4"), [4], seed=14, timeout=20)
     build(str(root / "a5"), [5], seed=13, timeout=20)
     build(str(root / "a6"), [6], seed=15, timeout=20)
+    build(str(root / "a3"), [3], seed=16, timeout=20)
     return root
 
 
@@ -40,7 +41,7 @@ def solved_copy(built, assignment, dest):
     for name in os.listdir(FUNCTIONAL):
         if name.endswith(".py"):
             shutil.copy(os.path.join(FUNCTIONAL, name), dest / "npfm" / "functional" / name)
-    for part in ("data/mlm.py", "tokenizers/vq.py", "models/dalle.py"):
+    for part in ("data/mlm.py", "tokenizers/vq.py", "models/dalle.py", "nn/block.py", "optim.py"):
         shutil.copy(os.path.join(FUNCTIONAL, "..", part), dest / "npfm" / part)
     return dest
 
@@ -198,6 +199,19 @@ def test_codebook_and_logits_mask(built, tmp_path):
     results = grade.grade(str(copy), str(built / "a6" / "autograder"))
     assert failed(results) == {r["name"] for r in results if r["name"].startswith("logits_mask")}
     assert sum(r["score"] for r in results) == 7
+
+
+def test_block_and_adamw_mutants(built, tmp_path):
+    """Assignment 3: a post-LN backward without its residual loses the post-LN test only;
+    AdamW without the first moment's bias correction loses the AdamW tests only."""
+    copy = solved_copy(built, "a3", tmp_path / "a3")
+    mutate(copy, "nn.block", "dh = ds + self.ffn.backward(self.drop2.backward(ds))",
+           "dh = self.ffn.backward(self.drop2.backward(ds))")
+    mutate(copy, "optim", "delta *= lr / bias1", "delta *= lr")
+    results = grade.grade(str(copy), str(built / "a3" / "autograder"))
+    assert failed(results) == {r["name"] for r in results
+                               if "post-LN" in r["name"] or r["name"].startswith("AdamW")}
+    assert sum(r["score"] for r in results) == 4
 
 
 def test_grade_errors_are_one_line(built, tmp_path, capsys):
