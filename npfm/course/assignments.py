@@ -228,6 +228,8 @@ def _tests_2():
              _attention(B=1, H=2, Tq=4, Tk=4, D=3, mask="causal"), 2),
         Test(f"attention_backward: hidden shapes, padding mask with a fully masked row, {cd}",
              "attention", "attention", B, _attention(B=2, H=1, Tq=3, Tk=4, D=2, mask="padding"), 2),
+        Test(f"MultiHeadAttention.backward: hidden shapes, causal, your attention pair inside, {cd}",
+             "nn.attention", "mha_backward", "scenario", _mha(), 2),
     ]
 
 
@@ -319,7 +321,16 @@ def _block(B=2, T=3, dim=8, n_heads=2, hidden=12, causal=True, norm_first=True):
     def make(rng):
         return [rng.standard_normal((B, T, dim))], {
             "dim": dim, "n_heads": n_heads, "hidden": hidden, "causal": causal,
-            "norm_first": norm_first, "seed": int(rng.integers(2**31)), "perturb": 0.3}
+            "norm_first": norm_first, "seed": int(rng.integers(2**31)), "perturb": 0.3,
+            "module": "TransformerBlock"}
+    return make
+
+
+def _mha(B=2, T=4, dim=6, n_heads=2, causal=True):
+    def make(rng):
+        return [rng.standard_normal((B, T, dim))], {
+            "dim": dim, "n_heads": n_heads, "causal": causal, "seed": int(rng.integers(2**31)),
+            "perturb": 0.3, "module": "MultiHeadAttention"}
     return make
 
 

@@ -197,12 +197,9 @@ def _scenario_data(test, inputs, kwargs, rng, index):
     harness = {}
     exec(SCENARIOS, harness)
     arrays = {f"in_{i}": x for i, x in enumerate(inputs)}
-    if test.concept == "block_backward":
-        from ..nn.block import TransformerBlock
+    if test.concept in ("block_backward", "mha_backward"):
         kw = kwargs
-        block = TransformerBlock(kw["dim"], kw["n_heads"], kw["hidden"], causal=kw["causal"],
-                                 norm_first=kw["norm_first"], rng=np.random.default_rng(kw["seed"]),
-                                 dtype=np.float64)
+        block = harness["make_module"](kw)
         params = [p for _, p in block.named_parameters()]
         for i, p in enumerate(params):   # move gains and biases off 1 and 0 so that each matters
             p.data[...] = p.data + kw["perturb"] * rng.standard_normal(p.data.shape)
@@ -215,7 +212,7 @@ def _scenario_data(test, inputs, kwargs, rng, index):
         for j, target in enumerate(targets):
             arrays[f"expected_{j}"] = numerical_gradient(lambda: block.forward(x), target, dy)
         compare = list(range(len(targets)))
-        assert np.allclose(harness["block_backward"](arrays, kwargs)[0], arrays["expected_0"], atol=1e-6)
+        assert np.allclose(harness["module_backward"](arrays, kwargs)[0], arrays["expected_0"], atol=1e-6)
     else:
         out = harness[test.concept](arrays, kwargs)
         arrays["expected_0"] = out[0]

@@ -233,6 +233,14 @@ def c_block_backward():
         yield f"TransformerBlock.backward: norm_first={norm_first}, every Parameter", report.max_error
 
 
+def c_mha_backward():
+    from npfm.gradcheck import check_module
+    from npfm.nn.attention import MultiHeadAttention
+    x = _rng().standard_normal((2, 3, 6))
+    report = check_module(MultiHeadAttention(6, 2, causal=True, dtype=np.float64), x, seed=1)
+    yield "MultiHeadAttention.backward: causal, every Parameter", report.max_error
+
+
 def c_adamw_steps():
     from npfm.core import Parameter
     from npfm.optim import AdamW
@@ -250,7 +258,7 @@ CHECKS = {"linear": c_linear, "relu": c_relu, "gelu": c_gelu, "layernorm": c_lay
           "attention": c_attention, "l2_normalize": c_l2_normalize, "clip_loss": c_clip_loss,
           "mask_tokens": c_mask_tokens, "squared_distances": c_squared_distances,
           "nearest_code": c_nearest_code, "kmeans": c_kmeans, "logits_mask": c_logits_mask,
-          "block_backward": c_block_backward, "adamw_steps": c_adamw_steps}
+          "block_backward": c_block_backward, "mha_backward": c_mha_backward, "adamw_steps": c_adamw_steps}
 
 
 def cases(number):

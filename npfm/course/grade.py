@@ -41,12 +41,21 @@ DEFAULT_TIMEOUT = 20.0
 # test's arrays and keyword arguments and return what is compared. The build runs
 # them on the instructor's npfm, the child on the student's: the same text.
 SCENARIOS = r'''
-def block_backward(arrays, kw):
+def make_module(kw):
+    """The float64 Module a backward test runs, from the test's keyword arguments."""
     import numpy as np
+    rng = np.random.default_rng(kw["seed"])
+    if kw["module"] == "MultiHeadAttention":
+        from npfm.nn.attention import MultiHeadAttention
+        return MultiHeadAttention(kw["dim"], kw["n_heads"], causal=kw["causal"], rng=rng,
+                                  dtype=np.float64)
     from npfm.nn.block import TransformerBlock
-    block = TransformerBlock(kw["dim"], kw["n_heads"], kw["hidden"], causal=kw["causal"],
-                             norm_first=kw["norm_first"], rng=np.random.default_rng(kw["seed"]),
-                             dtype=np.float64)
+    return TransformerBlock(kw["dim"], kw["n_heads"], kw["hidden"], causal=kw["causal"],
+                            norm_first=kw["norm_first"], rng=rng, dtype=np.float64)
+
+
+def module_backward(arrays, kw):
+    block = make_module(kw)
     params = [p for _, p in block.named_parameters()]
     for p, key in zip(params, sorted(k for k in arrays if k.startswith("param_"))):
         p.data[...] = arrays[key]
@@ -54,6 +63,9 @@ def block_backward(arrays, kw):
     block.zero_grad()
     dx = block.backward(arrays["dy"])
     return (dx, *[p.grad for p in params])
+
+
+block_backward = mha_backward = module_backward
 
 
 def adamw_steps(arrays, kw):

@@ -145,14 +145,16 @@ def test_assignment1_mutants_and_faults_lose_exactly_their_tests(built, tmp_path
 
 ATTENTION_MUTANTS = {
     "missing 1/sqrt(D)": ("scale = 1.0 / math.sqrt(q.shape[-1])", "scale = 1.0",
-                          lambda name: name.startswith(("attention_forward", "attention_backward"))),
+                          lambda name: name.startswith(("attention_forward", "attention_backward",
+                                                        "MultiHeadAttention"))),
     "mask after the softmax": (
         "    if mask is not None:\n        S = np.where(mask, S, -np.inf)\n"
         "    P, softmax_cache = softmax_forward(S)",
         "    P, softmax_cache = softmax_forward(S)\n"
         "    if mask is not None:\n        P = np.where(mask, P, 0.0)",
-        lambda name: "mask" in name and "no mask" not in name and name.startswith("attention_")
-        and not name.startswith("attention_weights")),
+        lambda name: ("mask" in name and "no mask" not in name and name.startswith("attention_")
+                      and not name.startswith("attention_weights"))
+        or name.startswith("MultiHeadAttention")),
 }
 
 
