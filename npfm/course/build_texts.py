@@ -120,6 +120,13 @@ def c_softmax():
     yield "softmax_forward: logits of size 1000, rows sum to 1", bad
 
 
+def c_log_softmax():
+    x = _rng().standard_normal((3, 5)) * 1000
+    y = _f("log_softmax")(x)
+    bad = np.inf if not np.all(np.isfinite(y)) else float(np.abs(np.exp(y).sum(-1) - 1).max())
+    yield "log_softmax: logits of size 1000, exp(rows) sum to 1", bad
+
+
 def c_cross_entropy():
     r = _rng()
     targets = np.array([[1, -100, 3], [0, 2, -100]])
@@ -254,7 +261,7 @@ def c_adamw_steps():
 
 
 CHECKS = {"linear": c_linear, "relu": c_relu, "gelu": c_gelu, "layernorm": c_layernorm,
-          "softmax": c_softmax, "cross_entropy": c_cross_entropy, "embedding": c_embedding,
+          "softmax": c_softmax, "log_softmax": c_log_softmax, "cross_entropy": c_cross_entropy, "embedding": c_embedding,
           "attention": c_attention, "l2_normalize": c_l2_normalize, "clip_loss": c_clip_loss,
           "mask_tokens": c_mask_tokens, "squared_distances": c_squared_distances,
           "nearest_code": c_nearest_code, "kmeans": c_kmeans, "logits_mask": c_logits_mask,

@@ -66,14 +66,14 @@ def test_untouched_copy_scores_zero_and_writes_gradescope_json(built, tmp_path, 
     status = main(["course", "grade", str(built / "a1" / "student"), "--json", str(out)])
     assert status == 0
     table = capsys.readouterr().out
-    assert "total" in table and "0 / 27.5" in table
+    assert "total" in table and "0 / 28.5" in table
     results = json.loads(out.read_text())
     assert results["score"] == 0
-    assert len(results["tests"]) == 24
+    assert len(results["tests"]) == 25
     for t in results["tests"]:
         assert set(t) >= {"name", "score", "max_score", "output", "visibility"}
         assert t["score"] == 0 and t["max_score"] > 0
-        assert t["name"].split(":")[0].rsplit("_", 1)[-1] in ("forward", "backward")
+        assert t["name"].split(":")[0].rsplit("_", 1)[-1] in ("forward", "backward", "softmax")
     hidden = [t for t in results["tests"] if t["output"] == "failed"]
     public = [t for t in results["tests"] if t["output"] != "failed"]
     assert hidden and public
@@ -84,7 +84,7 @@ def test_instructor_functions_score_everything(built, tmp_path):
     copy = solved_copy(built, "a1", tmp_path / "a1")
     results = grade.grade(str(copy), str(built / "a1" / "autograder"))
     assert failed(results) == set()
-    assert sum(r["score"] for r in results) == sum(r["max_score"] for r in results) == 27.5
+    assert sum(r["score"] for r in results) == sum(r["max_score"] for r in results) == 28.5
 
 
 # module, old text, new text, the tests that must fail (by name prefix), the message they give
