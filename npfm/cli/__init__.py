@@ -62,8 +62,9 @@ def build_parser():
     gpt.add_commands(sub, models)
     for job in (bert, clip, dalle):
         job.add_commands(sub, models, finetune_models)
-    from . import export
+    from . import course, export
     export.add_commands(sub)
+    course.add_commands(sub)
     return parser
 
 
