@@ -338,7 +338,8 @@ def _check_entries_and_shapes(path, meta, members):
         try:
             checks.append((what, expected(config), rule(shapes), rule.entry))
         except (KeyError, TypeError, ZeroDivisionError):
-            raise CheckpointError(f"{path!r}: its model config lacks what {what} needs") from None
+            raise CheckpointError(f"{path!r}: its model config (a {meta.get('kind')!r} checkpoint) "
+                                  f"lacks what {what} needs") from None
     for field, value, found, entry in checks:
         if found is None:
             if field == "context" and config.get("positions") == "sinusoidal":

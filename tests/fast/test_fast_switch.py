@@ -165,7 +165,7 @@ def test_reference_flag_on_train_gpt_and_generate(tmp_path, textbook_calls, caps
             "--eval-every", "2", "--batch-size", "2", "--sample-tokens", "0", "--out", str(out)]
     assert main(args) == 0
     assert textbook_calls == []                                       # fast floor by default
-    assert main(args + ["--reference"]) == 0
+    assert main(args + ["--reference", "--overwrite"]) == 0                # a second run, same folder
     assert textbook_calls and all(textbook_calls)                     # every LayerNorm: textbook
     assert not npfm.reference_enabled()                               # restored afterwards
     del textbook_calls[:]
