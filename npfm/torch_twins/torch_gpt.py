@@ -1,6 +1,6 @@
 """The GPT of ``npfm.models.gpt`` written in PyTorch, loading npfm's weights.
 
-Used by ``tests/test_torch_gpt.py`` (same logits and gradients as our
+Used by ``tests/models/test_torch_gpt.py`` (same logits and gradients as our
 hand-written backward) and ``benchmarks/bench_gpt.py`` (the same model timed
 in PyTorch eager in the same process). Needs torch.
 """

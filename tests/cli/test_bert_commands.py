@@ -12,7 +12,7 @@ from npfm.tasks import bert as job
 from npfm.models.bert import BertConfig, BertForPreTraining, BertModel, preset
 from npfm.train import read_metrics
 
-sys.path.insert(0, os.path.dirname(__file__))     # the HF-layout writer of the loader's tests
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "interop"))  # the HF-layout writer of the loader's tests
 from test_bert_pretrained import SPECIALS, WORDS, write_checkpoint  # noqa: E402
 
 

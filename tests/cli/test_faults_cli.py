@@ -16,7 +16,7 @@ from npfm.cli import main
 from npfm.models.gpt import GPT, preset
 from npfm.tokenizers import ByteTokenizer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def one_error_line(capsys):

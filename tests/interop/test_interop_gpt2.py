@@ -23,7 +23,7 @@ from npfm.tokenizers.bpe import GPT2_PATTERN
 
 EOT = "<|endoftext|>"
 TINY = GPTConfig(vocab_size=256, context=16, dim=16, n_layers=2, n_heads=2, hidden=24)
-README = os.path.join(os.path.dirname(__file__), os.pardir, "README.md")
+README = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "README.md")
 
 
 def random_gpt(config=TINY, seed=0, dtype=np.float32):
