@@ -1,5 +1,9 @@
 """The GPT jobs: ``npfm train gpt`` and ``npfm generate``.
 
+    npfm train gpt --arch llama                      the Llama layout of the decoder
+    npfm train gpt --init CKPT --lora 8              LoRA fine-tuning (only A, B train)
+    npfm train gpt --init CKPT --sft                 docstring -> def line, masked loss
+
 What a GPT brings to the shared loop (``npfm.train``): its batches (random
 windows of the token stream), its loss (next-token cross-entropy) and its
 metrics (validation loss in nats per token and per byte).
@@ -9,8 +13,9 @@ import os
 import sys
 import numpy as np
 from ..checkpoint import load_checkpoint
-from ..models.gpt import GPT, GPTConfig, PRESETS, generate, preset
-from ..train import TrainConfig, train
+from ..models.gpt import GPT, GPTConfig, PRESETS, generate, preset, with_arch
+from ..nn.lora import add_lora, merge_lora
+from ..train import CHECKPOINT_NAME, TrainConfig, save_task_checkpoint, train
 from ..tasks.gpt import BPE_MAX_BYTES, GPTTask, encode_corpus, load_model, make_tokenizer
 
 DEFAULT_OUT = os.path.join("runs", "gpt")
@@ -19,6 +24,18 @@ DEFAULT_OUT = os.path.join("runs", "gpt")
 def add_commands(sub, train_models):
     p = train_models.add_parser("gpt", help="pre-train or fine-tune a GPT (decoder-only)")
     p.add_argument("--preset", default="default", choices=sorted(PRESETS))
+    p.add_argument("--arch", default=None, choices=["gpt2", "llama"],
+                   help="the layout of the preset's blocks: gpt2 (LayerNorm, learned positions, "
+                        "GELU, biases) or llama (RMSNorm, RoPE, SwiGLU, grouped-query "
+                        "attention, no biases, untied head)")
+    p.add_argument("--lora", type=int, default=None, metavar="R",
+                   help="with --init: train rank-R LoRA adapters on the blocks' Linears only; "
+                        "the final checkpoint holds the merged weights")
+    p.add_argument("--lora-alpha", type=float, default=None,
+                   help="LoRA's alpha (the update is scaled by alpha / R; default R)")
+    p.add_argument("--sft", action="store_true",
+                   help="supervised fine-tuning on stdlib (docstring line -> def line) "
+                        "pairs, the loss on response tokens only")
     p.add_argument("--data", default="stdlib",
                    help="stdlib (the standard library's Python source, default), pydoc "
                         "(Python's documentation prose), or a text file / folder")
@@ -57,6 +74,7 @@ def add_commands(sub, train_models):
 JOB_DEFAULTS = {"tiny": dict(steps=200, lr=3e-3, eval_every=50),
                 "default": dict(steps=1000, lr=3e-3, eval_every=200),
                 "large": dict(steps=3000, lr=1e-3, eval_every=500)}
+JOB_DEFAULTS["tiny-llama"], JOB_DEFAULTS["llama"] = JOB_DEFAULTS["tiny"], JOB_DEFAULTS["default"]
 
 
 def train_command(args):
@@ -65,6 +83,19 @@ def train_command(args):
     defaults = JOB_DEFAULTS[args.preset]
     if args.grad_accum < 1:
         raise ValueError(f"--grad-accum must be at least 1, got {args.grad_accum}")
+    if args.lora is not None:
+        if args.lora < 1:
+            raise ValueError(f"--lora must be a rank of at least 1, got {args.lora}")
+        if not args.init:
+            raise ValueError("--lora adapts a trained model: give its checkpoint with --init")
+        if args.resume:
+            raise ValueError("--lora cannot --resume (the final checkpoint is merged); "
+                             "start again with --init")
+    elif args.lora_alpha is not None:
+        raise ValueError("--lora-alpha needs --lora R")
+    if args.arch and (args.init or args.resume):
+        raise ValueError("--arch chooses a new model's layout; --init and --resume take "
+                         "the checkpoint's")
     steps = args.steps or defaults["steps"]
     init_ckpt = load_checkpoint(args.init, kind="gpt") if args.init else None
     resume_ckpt = None
@@ -87,20 +118,52 @@ def train_command(args):
         if args.dropout is not None:
             overrides["dropout"] = args.dropout
         config = preset(args.preset, **overrides)
+        if args.arch:
+            config = with_arch(config, args.arch)
     max_bytes = args.max_bytes or (BPE_MAX_BYTES if tokenizer.type == "bpe" else None)
-    train_ids, val_ids, bytes_per_token = encode_corpus(tokenizer, corpus, max_bytes)
     model = GPT(config, seed=args.seed)
-    print(f"model: GPT {config.n_layers} layers, width {config.dim}, {config.n_heads} heads, "
-          f"context {config.context}, vocabulary {config.vocab_size} ({tokenizer.type}); "
-          f"{model.num_parameters():,} parameters")
-    task = GPTTask(model, tokenizer, train_ids, val_ids, batch_size=args.batch_size,
-                   val_bytes_per_token=bytes_per_token)
+    kv = f" ({config.n_kv_heads} key/value)" if config.n_kv_heads else ""
+    print(f"model: GPT ({config.arch}) {config.n_layers} layers, width {config.dim}, "
+          f"{config.n_heads} heads{kv}, context {config.context}, vocabulary "
+          f"{config.vocab_size} ({tokenizer.type}); {model.num_parameters():,} parameters")
+    init = args.init
+    if args.lora is not None:
+        model.load_state_dict(init_ckpt.model_state)    # the base weights, then the adapters
+        init = None
+        names = add_lora(model, args.lora, args.lora_alpha, seed=args.seed)
+        trained = sum(p.size for p in model.parameters() if p.trainable)
+        total = model.num_parameters() - trained        # the model's own (A, B go at merge)
+        print(f"LoRA r={args.lora}, alpha={args.lora_alpha or args.lora:g} on {len(names)} "
+              f"Linears ({', '.join(sorted({n.split('.', 2)[2] for n in names}))}): "
+              f"{trained:,} parameters trained, {trained / total:.2%} of the model's {total:,}")
+    if args.sft:
+        from ..tasks.sft import SFTTask, make_sft_pairs
+        train_pairs, held_pairs = make_sft_pairs()
+        task = SFTTask(model, tokenizer, train_pairs, held_pairs, batch_size=args.batch_size)
+        print(task.describe())
+        before = _sft_report(task, "before")
+    else:
+        train_ids, val_ids, bytes_per_token = encode_corpus(tokenizer, corpus, max_bytes)
+        task = GPTTask(model, tokenizer, train_ids, val_ids, batch_size=args.batch_size,
+                       val_bytes_per_token=bytes_per_token)
     cfg = TrainConfig(steps=steps, lr=args.lr or defaults["lr"], min_lr=(args.lr or defaults["lr"]) / 10,
                       warmup=min(100, steps // 10), eval_every=args.eval_every or defaults["eval_every"],
                       checkpoint_every=args.eval_every or defaults["eval_every"], seed=args.seed,
                       grad_accum=args.grad_accum)
-    result = train(task, cfg, args.out, resume=args.resume, init=args.init)
+    result = train(task, cfg, args.out, resume=args.resume, init=init)
+    if args.lora is not None:
+        merge_lora(model)                  # W + (alpha / r) A B: a plain GPT checkpoint
+        save_task_checkpoint(os.path.join(args.out, CHECKPOINT_NAME), task, None, cfg.steps,
+                             np.random.default_rng(0), np.random.default_rng(0), cfg)
+        print(f"\nthe LoRA adapters are merged into the checkpoint's weights "
+              f"({os.path.join(args.out, CHECKPOINT_NAME)} loads as a plain GPT)")
     ev = result.last_eval
+    if args.sft:
+        after = _sft_report(task, "after")
+        print(f"\nheld-out response loss {before[0]:.4f} -> {after[0]:.4f} nats/token, exact "
+              f"match {before[1]:.1%} -> {after[1]:.1%} after {cfg.steps} steps; "
+              f"checkpoint in {args.out}")
+        return 0
     print(f"\nvalidation loss {ev['val_loss']:.4f} nats/token = {ev['val_nats_per_byte']:.4f} nats/byte "
           f"after {cfg.steps} steps; checkpoint, metrics.jsonl and loss.png in {args.out}")
     if args.sample_tokens:
@@ -110,6 +173,19 @@ def train_command(args):
                 np.random.default_rng(args.seed), True)
         print(f"\n{'-' * 60}")
     return 0
+
+
+def _sft_report(task, when):
+    """(response loss, exact match) on every held-out pair, printed with examples."""
+    was_training = task.model.training
+    task.model.eval()
+    loss, exact = task.response_loss(), task.exact_match(len(task.held))
+    print(f"{when}: held-out response loss {loss:.4f} nats/token, exact match of the def line "
+          f"{exact:.1%} ({len(task.held)} pairs, greedy)")
+    for prompt, response in task.held[:2]:
+        print(f"  {prompt.strip()!r} -> {task.write(prompt, len(response) + 4)!r}")
+    task.model.train(was_training)
+    return loss, exact
 
 
 def _stream(model, tokenizer, prompt, n, temperature, top_k, top_p, rng, use_cache):

@@ -104,6 +104,22 @@ def preset(name, **overrides):
     return replace(PRESETS[name], **overrides)
 
 
+def with_arch(config, arch):
+    """``config``'s sizes in the other layout: "llama" gets RoPE, SwiGLU at its
+    default width, n_heads / 2 key/value heads (when n_heads is even) and an
+    untied head; "gpt2" gets learned positions, 4 * dim, no grouping, a tied head."""
+    if arch == config.arch:
+        return config
+    if arch == "llama":
+        kv = config.n_heads // 2 if config.n_heads % 2 == 0 else 0
+        return replace(config, arch="llama", positions="rope", hidden=0, n_kv_heads=kv,
+                       tie_head=False)
+    if arch == "gpt2":
+        return replace(config, arch="gpt2", positions="learned", hidden=0, n_kv_heads=0,
+                       tie_head=True)
+    raise ValueError(f"unknown arch {arch!r}; choose from {ARCHS}")
+
+
 class GPT(DecoderStack):
     """GPT-2 style language model: forward(ids) -> logits, backward(dlogits)."""
 
