@@ -4,7 +4,8 @@
     npfm export --checkpoint runs/bert/checkpoint.npz --format hf --out bert-npfm
 
 A GPT checkpoint becomes a Hugging Face GPT-2 directory (GPT2LMHeadModel,
-GPT2Tokenizer), a BERT pre-training checkpoint a BertForPreTraining
+GPT2Tokenizer), or a Llama directory (LlamaForCausalLM) when its config's
+arch is "llama"; a BERT pre-training checkpoint a BertForPreTraining
 directory that BertForMaskedLM loads. See docs/outgrowing_numpy.md.
 """
 
@@ -50,7 +51,10 @@ def load_for_export(path):
 
 def export_command(args):
     kind, model, tokenizer = load_for_export(args.checkpoint)
-    if kind == "gpt":
+    if kind == "gpt" and model.config.arch == "llama":
+        from ..interop.hf_llama import export_llama as export
+        loader = "LlamaForCausalLM"
+    elif kind == "gpt":
         from ..interop.hf_gpt2 import export_gpt2 as export
         loader = "GPT2LMHeadModel"
     else:

@@ -108,6 +108,10 @@ def config_from_hf(d, path="config.json"):
 
 def config_to_hf(config: GPTConfig, dtype, eot_id=None):
     """config.json for a GPTConfig. Refuses sinusoidal positions (GPT-2 learns them)."""
+    if config.arch != "gpt2" or not config.tie_head or config.n_kv_heads not in (0, config.n_heads):
+        raise ValueError(f"export: the GPT (arch {config.arch!r}, tie_head {config.tie_head}, "
+                         f"n_kv_heads {config.n_kv_heads}) is not in GPT-2's layout (see "
+                         "npfm.interop.hf_llama for arch 'llama')")
     if config.positions != "learned":
         raise ValueError(f"export: the GPT has positions = {config.positions!r}; the GPT-2 "
                          "layout has only learned positions (train with positions='learned')")
