@@ -31,6 +31,9 @@ def load_for_export(path):
     from ..tokenizers import tokenizer_from_dict
     ckpt = load_checkpoint(path)
     tokenizer_dict = (ckpt.extra or {}).get("tokenizer") if isinstance(ckpt.extra, dict) else None
+    if ckpt.kind == "gpt" and (ckpt.extra or {}).get("lora"):
+        raise ValueError(f"{path} is a checkpoint from the middle of a LoRA run (W, A, B "
+                         "apart); export its final, merged checkpoint")
     if ckpt.kind == "gpt":
         from ..models.gpt import GPT, GPTConfig
         model = GPT(GPTConfig.from_dict(ckpt.config))

@@ -98,6 +98,9 @@ def train_command(args):
                          "the checkpoint's")
     steps = args.steps or defaults["steps"]
     init_ckpt = load_checkpoint(args.init, kind="gpt") if args.init else None
+    if init_ckpt is not None and (init_ckpt.extra or {}).get("lora"):
+        raise ValueError(f"{args.init} is a checkpoint from the middle of a LoRA run (W, A, B "
+                         "apart); start from its final, merged checkpoint")
     resume_ckpt = None
     if args.resume:
         resume_ckpt = load_checkpoint(os.path.join(args.out, "checkpoint.npz"), kind="gpt")
@@ -150,9 +153,12 @@ def train_command(args):
                       warmup=min(100, steps // 10), eval_every=args.eval_every or defaults["eval_every"],
                       checkpoint_every=args.eval_every or defaults["eval_every"], seed=args.seed,
                       grad_accum=args.grad_accum)
+    if args.lora is not None:              # checkpoints during the run hold W, A, B apart
+        task.extra_info = {"lora": {"r": args.lora, "alpha": args.lora_alpha or args.lora}}
     result = train(task, cfg, args.out, resume=args.resume, init=init)
     if args.lora is not None:
         merge_lora(model)                  # W + (alpha / r) A B: a plain GPT checkpoint
+        task.extra_info = {}
         save_task_checkpoint(os.path.join(args.out, CHECKPOINT_NAME), task, None, cfg.steps,
                              np.random.default_rng(0), np.random.default_rng(0), cfg)
         print(f"\nthe LoRA adapters are merged into the checkpoint's weights "

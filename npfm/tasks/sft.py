@@ -105,6 +105,7 @@ class SFTTask:
         T = model.config.context
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
         self.loss = CrossEntropyLoss(ignore_index=IGNORE)
+        self.extra_info = {}                 # more for the checkpoint's extra (LoRA's r, alpha)
         self.train = [e for e in (encode_pair(tokenizer, p, r, T) for p, r in train_pairs) if e]
         held = [(p, r) for p, r in held_pairs if encode_pair(tokenizer, p, r, T)]
         if not self.train or not held:
@@ -123,7 +124,7 @@ class SFTTask:
         return self.model.config.to_dict()
 
     def extra(self):
-        return {"tokenizer": self.tokenizer.to_dict()}
+        return {"tokenizer": self.tokenizer.to_dict(), **self.extra_info}
 
     def _batch(self, examples):
         """Right-padded ids (B, T) and targets (B, T), IGNORE on the padding."""

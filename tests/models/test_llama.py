@@ -111,3 +111,88 @@ def test_bad_configs_are_refused():
         GPTConfig(arch="llama", positions="sinusoidal")
     with pytest.raises(ValueError, match="even head size"):
         GPTConfig(arch="llama", dim=12, n_heads=4)
+
+
+# ----- the commands: --arch llama, --lora ---------------------------------------------------
+
+CODE = "".join(f"def f{i}(x):\n    return x * {i} + {i % 7}\n\n" for i in range(300))
+
+
+@pytest.fixture(scope="module")
+def llama_run(tmp_path_factory):
+    from npfm.cli import main
+    root = tmp_path_factory.mktemp("llama")
+    data = root / "data"
+    data.mkdir()
+    (data / "a.py").write_text(CODE)
+    (data / "b.py").write_text(CODE.replace("x", "y"))
+    out = root / "base"
+    assert main(["train", "gpt", "--preset", "tiny", "--arch", "llama", "--data", str(data),
+                 "--steps", "20", "--eval-every", "20", "--out", str(out),
+                 "--sample-tokens", "0"]) == 0
+    return root, data, out / "checkpoint.npz"
+
+
+def test_train_arch_llama_writes_a_llama_checkpoint(llama_run, capsys):
+    from npfm.checkpoint import load_checkpoint
+    from npfm.cli import main
+    _, _, ckpt = llama_run
+    config = GPTConfig.from_dict(load_checkpoint(ckpt, kind="gpt").config)
+    assert config.arch == "llama" and config.n_kv_heads == 1 and not config.tie_head
+    assert main(["generate", "--checkpoint", str(ckpt), "--prompt", "def ",
+                 "--max-new-tokens", "8", "--temperature", "0"]) == 0
+    assert capsys.readouterr().out.startswith("def ")
+
+
+def test_lora_trains_only_the_adapters_and_saves_merged_weights(llama_run, capsys):
+    from npfm.checkpoint import load_checkpoint
+    from npfm.cli import main
+    root, data, base = llama_run
+    out = root / "lora"
+    assert main(["train", "gpt", "--init", str(base), "--lora", "2", "--lora-alpha", "4",
+                 "--data", str(data), "--steps", "6", "--eval-every", "3", "--lr", "1e-2",
+                 "--out", str(out), "--sample-tokens", "0"]) == 0
+    text = capsys.readouterr().out
+    before = load_checkpoint(base, kind="gpt").model_state
+    after = load_checkpoint(out / "checkpoint.npz", kind="gpt")
+    assert set(after.model_state) == set(before)               # merged: a plain GPT
+    trained = sum(before[f"blocks.{i}.attn.{n}.W"].shape[0] * 2 + before[f"blocks.{i}.attn.{n}.W"].shape[1] * 2
+                  for i in range(2) for n in ("qkv", "out"))    # r = 2: A (C_in, 2), B (2, C_out)
+    total = sum(v.size for v in before.values())
+    assert f"{trained:,} parameters trained, {trained / total:.2%}" in text
+    for name, value in before.items():                         # only the adapted Ws moved
+        moved = not np.array_equal(after.model_state[name], value)
+        assert moved == (name.endswith(("attn.qkv.W", "attn.out.W"))), name
+    assert main(["generate", "--checkpoint", str(out / "checkpoint.npz"),
+                 "--max-new-tokens", "4", "--temperature", "0"]) == 0
+
+
+def test_unmerged_lora_checkpoints_load_merged(tmp_path):
+    from npfm.checkpoint import save_checkpoint
+    from npfm.nn import add_lora
+    from npfm.tasks.gpt import load_model
+    from npfm.tokenizers import ByteTokenizer
+    model = GPT(preset("tiny-llama"), seed=0)
+    add_lora(model, 3, 6.0)
+    rng = np.random.default_rng(0)
+    for name, p in model.named_parameters():
+        if name.endswith(".B"):
+            p.data = rng.standard_normal(p.shape).astype(p.dtype)
+    ids = rng.integers(0, 256, size=(1, 9))
+    save_checkpoint(str(tmp_path / "c.npz"), kind="gpt", config=model.config.to_dict(),
+                    model_state=model.state_dict(),
+                    extra={"tokenizer": ByteTokenizer().to_dict(), "lora": {"r": 3, "alpha": 6.0}})
+    loaded, _ = load_model(str(tmp_path / "c.npz"))
+    np.testing.assert_allclose(loaded(ids), model(ids), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--lora", "2"], "--init"),
+    (["--lora", "0", "--init", "x.npz"], "rank"),
+    (["--lora-alpha", "3"], "--lora R"),
+])
+def test_bad_lora_arguments(argv, message, capsys):
+    from npfm.cli import main
+    assert main(["train", "gpt", "--steps", "1", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("npfm: error:") and message in err and err.count("\n") == 1
