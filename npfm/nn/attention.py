@@ -176,9 +176,9 @@ class MultiHeadAttention(Module):
             q, k, v = self._split(qkv)
             kv_lin_cache = None
         else:
-            if self.qkv is not None:
+            if self.qkv is not None or self.rope:
                 raise ValueError("MultiHeadAttention: cross-attention needs the fused "
-                                 "Parameters (as_linears=False)")
+                                 "Parameters and no RoPE (as_linears=False, rope=False)")
             W, b = self.W_qkv.data, None if self.b_qkv is None else self.b_qkv.data
             context = check_array(context, "context", min_ndim=3, last_dim=self.dim,
                                   who="MultiHeadAttention")

@@ -196,3 +196,16 @@ def test_bad_lora_arguments(argv, message, capsys):
     assert main(["train", "gpt", "--steps", "1", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("npfm: error:") and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("n_kv_heads", [1, 2, 4])
+def test_rope_attention_gradient_check_every_entry(n_kv_heads):
+    from npfm.nn import MultiHeadAttention
+    attn = MultiHeadAttention(8, 4, causal=True, bias=False, n_kv_heads=n_kv_heads, rope=True,
+                              as_linears=True, std=0.5, rng=np.random.default_rng(3))
+    x = np.random.default_rng(4).standard_normal((2, 5, 8))
+    report = check_module(attn, x)
+    assert report.passed, str(report)
+    assert {r.name for r in report.rows} == {"input[0]", "qkv.W", "out.W"}
+    with pytest.raises(ValueError, match="cross-attention"):
+        attn(x, context=x)
