@@ -34,8 +34,9 @@ def add_commands(sub, train_models):
     p.add_argument("--lora-alpha", type=float, default=None,
                    help="LoRA's alpha (the update is scaled by alpha / R; default R)")
     p.add_argument("--sft", action="store_true",
-                   help="supervised fine-tuning on stdlib (docstring line -> def line) "
-                        "pairs, the loss on response tokens only")
+                   help="supervised fine-tuning on (docstring line -> def line) pairs of "
+                        "--data's Python files (stdlib by default), the loss on response "
+                        "tokens only; reports held-out response loss and exact match")
     p.add_argument("--data", default="stdlib",
                    help="stdlib (the standard library's Python source, default), pydoc "
                         "(Python's documentation prose), or a text file / folder")
@@ -105,9 +106,11 @@ def train_command(args):
     if args.resume:
         resume_ckpt = load_checkpoint(os.path.join(args.out, "checkpoint.npz"), kind="gpt")
 
-    corpus = load_corpus(args.data, max_bytes=args.max_bytes)
-    print(f"data: {corpus.describe()}")
     base = resume_ckpt or init_ckpt
+    corpus = None
+    if not (args.sft and base is not None):     # SFT makes its own pairs; text for a tokenizer
+        corpus = load_corpus(args.data, max_bytes=args.max_bytes)
+        print(f"data: {corpus.describe()}")
     if base is not None:                        # the tokenizer comes with the weights
         tokenizer = tokenizer_from_dict(base.extra["tokenizer"])
         config = GPTConfig.from_dict(base.config)
@@ -141,7 +144,10 @@ def train_command(args):
               f"{trained:,} parameters trained, {trained / total:.2%} of the model's {total:,}")
     if args.sft:
         from ..tasks.sft import SFTTask, make_sft_pairs
-        train_pairs, held_pairs = make_sft_pairs()
+        if args.data != "stdlib" and not os.path.isdir(args.data):
+            raise ValueError(f"--sft makes its pairs from Python files: --data stdlib or a "
+                             f"folder of .py files, not {args.data!r}")
+        train_pairs, held_pairs = make_sft_pairs(None if args.data == "stdlib" else args.data)
         task = SFTTask(model, tokenizer, train_pairs, held_pairs, batch_size=args.batch_size)
         print(task.describe())
         before = _sft_report(task, "before")

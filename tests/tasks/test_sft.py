@@ -1,7 +1,6 @@
 """Supervised fine-tuning with a loss mask (npfm/tasks/sft.py): the pairs, the
 mask (no gradient from the prompt), learning a few pairs, and the command."""
 
-import os
 import textwrap
 
 import numpy as np
@@ -96,11 +95,21 @@ def test_fine_tuning_learns_the_pairs(tmp_path):
     assert after[1] == 1.0, [task.write(p, 30) for p, _ in PAIRS]
 
 
-@pytest.mark.skipif(not os.environ.get("NPFM_SLOW"), reason="reads the whole standard library")
-def test_sft_command(tmp_path, capsys):
-    out = str(tmp_path / "run")
-    assert main(["train", "gpt", "--preset", "tiny", "--context", "128", "--sft", "--steps", "2",
-                 "--batch-size", "2", "--max-bytes", "100000", "--out", out,
-                 "--sample-tokens", "0"]) == 0
+def test_sft_command_reports_before_and_after(tmp_path, capsys):
+    data = tmp_path / "code"
+    data.mkdir()
+    for i in range(60):
+        (data / f"mod{i}.py").write_text(f'def get_{i}(x, y={i}):\n    """Return item {i}."""\n')
+    base = tmp_path / "base"
+    assert main(["train", "gpt", "--preset", "tiny-llama", "--context", "48", "--data", str(data),
+                 "--steps", "2", "--out", str(base), "--sample-tokens", "0"]) == 0
+    out = tmp_path / "sft"
+    assert main(["train", "gpt", "--init", str(base / "checkpoint.npz"), "--sft", "--data",
+                 str(data), "--steps", "3", "--eval-every", "3", "--batch-size", "4",
+                 "--out", str(out), "--sample-tokens", "0"]) == 0
     text = capsys.readouterr().out
-    assert "before: held-out response loss" in text and "exact match" in text
+    assert "before: held-out response loss" in text and "after: held-out response loss" in text
+    assert "exact match" in text and (out / "checkpoint.npz").exists()
+    assert main(["train", "gpt", "--sft", "--data", str(data / "mod1.py"), "--steps", "1",
+                 "--init", str(base / "checkpoint.npz")]) == 2
+    assert capsys.readouterr().err.startswith("npfm: error: --sft")
