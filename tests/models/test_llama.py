@@ -209,3 +209,25 @@ def test_rope_attention_gradient_check_every_entry(n_kv_heads):
     assert {r.name for r in report.rows} == {"input[0]", "qkv.W", "out.W"}
     with pytest.raises(ValueError, match="cross-attention"):
         attn(x, context=x)
+
+
+def test_an_older_gpt2_checkpoint_without_the_new_fields_resumes(tmp_path):
+    from npfm.checkpoint import load_checkpoint, save_checkpoint
+    from npfm.cli import main
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.py").write_text(CODE)
+    (data / "b.py").write_text(CODE.replace("x", "y"))
+    out = tmp_path / "run"
+    args = ["train", "gpt", "--preset", "tiny", "--data", str(data), "--eval-every", "2",
+            "--out", str(out), "--sample-tokens", "0"]
+    assert main(args + ["--steps", "2"]) == 0
+    path = str(out / "checkpoint.npz")
+    c = load_checkpoint(path, kind="gpt")
+    old = {k: v for k, v in c.config.items()
+           if k not in ("arch", "n_kv_heads", "tie_head", "rope_base")}
+    save_checkpoint(path, kind="gpt", config=old, model_state=c.model_state,
+                    optimizer_state=c.optimizer_state, step=c.step, rng_state=c.rng_state,
+                    extra=c.extra)
+    assert main(args + ["--steps", "3", "--resume"]) == 0
+    assert load_checkpoint(path, kind="gpt").step == 3
