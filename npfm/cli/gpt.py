@@ -132,10 +132,9 @@ def train_command(args):
     print(f"model: GPT ({config.arch}) {config.n_layers} layers, width {config.dim}, "
           f"{config.n_heads} heads{kv}, context {config.context}, vocabulary "
           f"{config.vocab_size} ({tokenizer.type}); {model.num_parameters():,} parameters")
-    init = args.init
-    if args.lora is not None:
-        model.load_state_dict(init_ckpt.model_state)    # the base weights, then the adapters
-        init = None
+    if init_ckpt is not None:      # now, so that what is measured before training is this model
+        model.load_state_dict(init_ckpt.model_state)
+    if args.lora is not None:      # the base weights, then the adapters
         names = add_lora(model, args.lora, args.lora_alpha, seed=args.seed)
         trained = sum(p.size for p in model.parameters() if p.trainable)
         total = model.num_parameters() - trained        # the model's own (A, B go at merge)
@@ -161,7 +160,7 @@ def train_command(args):
                       grad_accum=args.grad_accum)
     if args.lora is not None:              # checkpoints during the run hold W, A, B apart
         task.extra_info = {"lora": {"r": args.lora, "alpha": args.lora_alpha or args.lora}}
-    result = train(task, cfg, args.out, resume=args.resume, init=init)
+    result = train(task, cfg, args.out, resume=args.resume)
     if args.lora is not None:
         merge_lora(model)                  # W + (alpha / r) A B: a plain GPT checkpoint
         task.extra_info = {}

@@ -9,6 +9,7 @@ import pytest
 from npfm.cli import main
 from npfm.models.gpt import GPT, preset
 from npfm.tasks.sft import IGNORE, SFTTask, encode_pair, function_pairs, make_sft_pairs
+from npfm.tasks.gpt import load_model
 from npfm.tokenizers import ByteTokenizer
 from npfm.train import TrainConfig, train
 
@@ -110,6 +111,11 @@ def test_sft_command_reports_before_and_after(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "before: held-out response loss" in text and "after: held-out response loss" in text
     assert "exact match" in text and (out / "checkpoint.npz").exists()
+    # "before" measures the --init weights, not a fresh model
+    model, tok = load_model(str(base / "checkpoint.npz"))
+    train_pairs, held = make_sft_pairs(str(data))
+    expected = SFTTask(model, tok, train_pairs, held, batch_size=4).response_loss()
+    assert f"before: held-out response loss {expected:.4f}" in text
     assert main(["train", "gpt", "--sft", "--data", str(data / "mod1.py"), "--steps", "1",
                  "--init", str(base / "checkpoint.npz")]) == 2
     assert capsys.readouterr().err.startswith("npfm: error: --sft")
