@@ -172,8 +172,8 @@ def train_command(args):
     if args.sft:
         after = _sft_report(task, "after")
         print(f"\nheld-out response loss {before[0]:.4f} -> {after[0]:.4f} nats/token, exact "
-              f"match {before[1]:.1%} -> {after[1]:.1%} after {cfg.steps} steps; "
-              f"checkpoint in {args.out}")
+              f"match {before[1]:.1%} -> {after[1]:.1%}, valid def line {before[2]:.1%} -> "
+              f"{after[2]:.1%} after {cfg.steps} steps; checkpoint in {args.out}")
         return 0
     print(f"\nvalidation loss {ev['val_loss']:.4f} nats/token = {ev['val_nats_per_byte']:.4f} nats/byte "
           f"after {cfg.steps} steps; checkpoint, metrics.jsonl and loss.png in {args.out}")
@@ -190,13 +190,13 @@ def _sft_report(task, when):
     """(response loss, exact match) on every held-out pair, printed with examples."""
     was_training = task.model.training
     task.model.eval()
-    loss, exact = task.response_loss(), task.exact_match(len(task.held))
+    loss, (exact, parses) = task.response_loss(), task.generation_scores(len(task.held))
     print(f"{when}: held-out response loss {loss:.4f} nats/token, exact match of the def line "
-          f"{exact:.1%} ({len(task.held)} pairs, greedy)")
+          f"{exact:.1%}, a valid def line {parses:.1%} ({len(task.held)} pairs, greedy)")
     for prompt, response in task.held[:2]:
         print(f"  {prompt.strip()!r} -> {task.write(prompt, len(response) + 4)!r}")
     task.model.train(was_training)
-    return loss, exact
+    return loss, exact, parses
 
 
 def _stream(model, tokenizer, prompt, n, temperature, top_k, top_p, rng, use_cache):

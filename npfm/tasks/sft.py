@@ -18,8 +18,9 @@ ignore_index), and the gradient of the prompt's positions is zero:
 Held out: the functions of the files that ``in_validation`` puts in the
 corpus's validation split (the files a model pre-trained with
 ``npfm train gpt --data stdlib`` never saw). The measures, before and after:
-the response loss (nats per response token) and the exact match of the def
-line the model writes greedily after the prompt.
+the response loss (nats per response token), the exact match of the def
+line the model writes greedily after the prompt, and the share of written
+lines that parse as a def line at all.
 """
 
 from __future__ import annotations
@@ -81,6 +82,20 @@ def make_sft_pairs(root=None, val_fraction=VAL_FRACTION, max_files=None):
             seen.add(pair)
             (held if in_validation(path, val_fraction) else train).append(pair)
     return train, held
+
+
+def is_def_line(text):
+    """True when ``text`` is one complete ``def`` (or ``async def``) line."""
+    line = text.rstrip("\n")
+    if "\n" in line or not line.startswith(("def ", "async def ")):
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            ast.parse(line + "\n    pass\n")
+        except (SyntaxError, ValueError):
+            return False
+    return True
 
 
 def encode_pair(tokenizer, prompt, response, context):
@@ -163,12 +178,18 @@ class SFTTask:
 
     def exact_match(self, n=None):
         """Share of held-out prompts after which greedy decoding writes the def line exactly."""
-        hits = 0
+        return self.generation_scores(n)[0]
+
+    def generation_scores(self, n=None):
+        """(exact match, share of written lines that parse as a def line) over the
+        first n held-out prompts (default n_exact), greedy."""
+        hits = parses = 0
         pairs = self.held[:self.n_exact if n is None else n]
         for prompt, response in pairs:
-            written = self.write(prompt, len(self.tokenizer.encode(response)))
-            hits += written == response
-        return hits / len(pairs)
+            written = self.write(prompt, len(self.tokenizer.encode(response)) + 4)
+            hits += written.rstrip("\n") == response.rstrip("\n")
+            parses += is_def_line(written)
+        return hits / len(pairs), parses / len(pairs)
 
     def write(self, prompt, max_tokens):
         """The model's greedy continuation of ``prompt``, up to its first newline."""
@@ -179,4 +200,6 @@ class SFTTask:
         return text[:text.index("\n") + 1] if "\n" in text else text
 
     def evaluate(self):
-        return {"val_loss": self.response_loss(), "val_exact_match": self.exact_match()}
+        exact, parses = self.generation_scores()
+        return {"val_loss": self.response_loss(), "val_exact_match": exact,
+                "val_def_parses": parses}

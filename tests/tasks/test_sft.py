@@ -8,7 +8,8 @@ import pytest
 
 from npfm.cli import main
 from npfm.models.gpt import GPT, preset
-from npfm.tasks.sft import IGNORE, SFTTask, encode_pair, function_pairs, make_sft_pairs
+from npfm.tasks.sft import (IGNORE, SFTTask, encode_pair, function_pairs, is_def_line,
+                            make_sft_pairs)
 from npfm.tasks.gpt import load_model
 from npfm.tokenizers import ByteTokenizer
 from npfm.train import TrainConfig, train
@@ -42,6 +43,12 @@ PAIRS = [("# Add two numbers.\n", "def add(a, b=1):\n"),
 def test_function_pairs_take_the_first_docstring_line_and_the_def_line():
     assert sorted(function_pairs(SOURCE)) == sorted(PAIRS[:2])
     assert function_pairs("def broken(:\n") == []
+
+
+def test_is_def_line():
+    assert is_def_line("def f(x, y=2):\n") and is_def_line("async def g() -> int:")
+    assert not is_def_line("def f(x, y=2\n") and not is_def_line("    return 1\n")
+    assert not is_def_line("def f():\nx = 1")
 
 
 def test_pairs_split_by_file(tmp_path):
@@ -94,6 +101,7 @@ def test_fine_tuning_learns_the_pairs(tmp_path):
     after = task.response_loss(), task.exact_match()
     assert after[0] < 0.1 * before[0]
     assert after[1] == 1.0, [task.write(p, 30) for p, _ in PAIRS]
+    assert task.generation_scores() == (1.0, 1.0)
 
 
 def test_sft_command_reports_before_and_after(tmp_path, capsys):
