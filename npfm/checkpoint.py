@@ -266,15 +266,22 @@ def _layers(prefix):
     return count
 
 
-def _dim(name, axis):
+def _dim(name, axis, *others):
+    """The size of axis ``axis`` of entry ``name`` (or of the first of ``others``
+    present: the same size under another layout's name), None if none is there."""
     def get(shapes):
-        return shapes[name][axis] if name in shapes and len(shapes[name]) > axis else None
+        for n in (name, *others):
+            if n in shapes and len(shapes[n]) > axis:
+                get.entry = n
+                return shapes[n][axis]
+        get.entry = name
+        return None
     get.entry = name
     return get
 
 
 _GPT = {"vocab_size": _dim("tok_emb.W", 0), "dim": _dim("tok_emb.W", 1),
-        "hidden": _dim("blocks.0.ffn.fc1.W", 1), "n_layers": _layers("blocks"),
+        "hidden": _dim("blocks.0.ffn.fc1.W", 1, "blocks.0.ffn.W_gate"), "n_layers": _layers("blocks"),
         "context": _dim("pos.W", 0)}
 _BERT = {"vocab_size": _dim("bert.tok_emb.W", 0), "dim": _dim("bert.tok_emb.W", 1),
          "max_len": _dim("bert.pos.W", 0), "type_vocab_size": _dim("bert.seg_emb.W", 0),
@@ -342,8 +349,9 @@ def _check_entries_and_shapes(path, meta, members):
                                   f"lacks what {what} needs") from None
     for field, value, found, entry in checks:
         if found is None:
-            if field == "context" and config.get("positions") == "sinusoidal":
-                continue                            # a computed table: no entry to compare
+            if field == "context" and (config.get("positions") == "sinusoidal"
+                                       or config.get("arch") == "llama"):
+                continue                            # computed positions: no entry to compare
             raise CheckpointError(f"{path!r}: its config sets {field} = {value}, but it has no "
                                   f"array {entry!r} of that size")
         if found != value:

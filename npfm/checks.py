@@ -116,6 +116,10 @@ def _models(rng):
     model = gpt.GPT(gpt.preset("tiny", vocab_size=11, context=6))
     ids = rng.integers(0, 11, size=(2, 5))
     yield from _module_rows("GPT (tiny)", model, ids, max_entries=12)
+    model = gpt.GPT(gpt.preset("tiny-llama", vocab_size=11, context=6), seed=1)
+    for p in model.parameters():            # gains away from 1: every path matters
+        p.data = p.data + rng.standard_normal(p.shape) * 0.1
+    yield from _module_rows("GPT (tiny-llama)", model, ids, max_entries=12)
 
 
 def _clip(rng):

@@ -233,7 +233,8 @@ def _train(task, config, out_dir, resume, init, stream, plot, save, overwrite):
         if not os.path.exists(ckpt_path):
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
         ckpt = load_checkpoint(ckpt_path, kind=task.kind)
-        if ckpt.config != task.config_dict():
+        # a key missing from an older checkpoint takes its default (this run's value)
+        if {**task.config_dict(), **ckpt.config} != task.config_dict():
             raise ValueError(f"--resume: the checkpoint's model config {ckpt.config} differs "
                              f"from this run's {task.config_dict()}")
         model.load_state_dict(ckpt.model_state)

@@ -4,8 +4,9 @@
     npfm export --checkpoint runs/bert/checkpoint.npz --format hf --out bert-npfm
 
 A GPT checkpoint becomes a Hugging Face GPT-2 directory (GPT2LMHeadModel,
-GPT2Tokenizer), a BERT pre-training checkpoint a BertForPreTraining
-directory that BertForMaskedLM loads. See docs/outgrowing_numpy.md.
+GPT2Tokenizer), or a Llama directory (LlamaForCausalLM) when its config's
+arch is "llama"; a BERT pre-training checkpoint a BertForPreTraining
+directory that BertForMaskedLM loads. See the README, "Outgrowing NumPy".
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ def load_for_export(path):
     from ..tokenizers import tokenizer_from_dict
     ckpt = load_checkpoint(path)
     tokenizer_dict = (ckpt.extra or {}).get("tokenizer") if isinstance(ckpt.extra, dict) else None
+    if ckpt.kind == "gpt" and (ckpt.extra or {}).get("lora"):
+        raise ValueError(f"{path} is a checkpoint from the middle of a LoRA run (W, A, B "
+                         "apart); export its final, merged checkpoint")
     if ckpt.kind == "gpt":
         from ..models.gpt import GPT, GPTConfig
         model = GPT(GPTConfig.from_dict(ckpt.config))
@@ -39,7 +43,7 @@ def load_for_export(path):
     else:
         raise ValueError(f"{path}: a {ckpt.kind!r} checkpoint has no Hugging Face twin of the "
                          "same shape; export supports 'gpt' and 'bert' (see "
-                         "docs/outgrowing_numpy.md for CLIP and DALL-E)")
+                         "the README's \"Outgrowing NumPy\" for CLIP and DALL-E)")
     if tokenizer_dict is None:
         raise ValueError(f"{path}: the checkpoint carries no tokenizer")
     dtype = next(iter(ckpt.model_state.values())).dtype
@@ -50,7 +54,10 @@ def load_for_export(path):
 
 def export_command(args):
     kind, model, tokenizer = load_for_export(args.checkpoint)
-    if kind == "gpt":
+    if kind == "gpt" and model.config.arch == "llama":
+        from ..interop.hf_llama import export_llama as export
+        loader = "LlamaForCausalLM"
+    elif kind == "gpt":
         from ..interop.hf_gpt2 import export_gpt2 as export
         loader = "GPT2LMHeadModel"
     else:

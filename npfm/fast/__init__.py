@@ -13,6 +13,9 @@ to its pair) and exists only because a profile showed it pays:
     cross_entropy  softmax and log p of the target in one pass per row block
     embedding      the duplicate-summing scatter on the flattened table
     linear         the bias added in place, its gradient as a product with ones
+    swiglu         every product on flattened rows (one BLAS call, not NumPy's
+                   stacked loop), the sigmoid kept, buffers reused
+    lora           the same: products on flattened rows, the low-rank term in place
 
 Everything about threads and BLAS lives in ``fast/threads.py``.
 
@@ -27,7 +30,7 @@ import os
 from contextlib import contextmanager
 
 from .. import functional
-from . import activations, attention, cross_entropy, embedding, layernorm, linear
+from . import activations, attention, cross_entropy, embedding, layernorm, linear, lora, swiglu
 
 KERNELS = {                      # name -> the module holding name_forward / name_backward
     "layernorm": layernorm,
@@ -36,6 +39,8 @@ KERNELS = {                      # name -> the module holding name_forward / nam
     "cross_entropy": cross_entropy,
     "embedding": embedding,
     "linear": linear,
+    "swiglu": swiglu,
+    "lora": lora,
 }
 
 _reference = os.environ.get("NPFM_REFERENCE", "").strip() not in ("", "0")

@@ -25,6 +25,7 @@ import warnings
 import numpy as np
 
 from ..models.bert import BertConfig, BertForPreTraining, BertModel
+from .hf_gpt2 import read_json as _read_json
 
 # Hugging Face BERT parameter name -> (our name, how to place it). Our Linear
 # weights are (in, out), theirs (out, in): "T" transposes. Their query, key
@@ -165,14 +166,6 @@ def _match(key, n_layers):
             raise ValueError(f"checkpoint: weight {key!r} belongs to layer {i}, but config.json "
                              f"says num_hidden_layers = {n_layers}")
     return None
-
-
-def _read_json(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err})") from None
 
 
 def load_hf_tokenizer(directory):

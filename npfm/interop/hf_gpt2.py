@@ -108,6 +108,10 @@ def config_from_hf(d, path="config.json"):
 
 def config_to_hf(config: GPTConfig, dtype, eot_id=None):
     """config.json for a GPTConfig. Refuses sinusoidal positions (GPT-2 learns them)."""
+    if config.arch != "gpt2" or not config.tie_head or config.n_kv_heads not in (0, config.n_heads):
+        raise ValueError(f"export: the GPT (arch {config.arch!r}, tie_head {config.tie_head}, "
+                         f"n_kv_heads {config.n_kv_heads}) is not in GPT-2's layout (see "
+                         "npfm.interop.hf_llama for arch 'llama')")
     if config.positions != "learned":
         raise ValueError(f"export: the GPT has positions = {config.positions!r}; the GPT-2 "
                          "layout has only learned positions (train with positions='learned')")
@@ -179,7 +183,8 @@ def state_to_hf(state, n_layers):
 
 # ----- whole directories -------------------------------------------------------------------
 
-def _read_json(path):
+def read_json(path):
+    """A Hugging Face directory's JSON file, or a clear error naming it."""
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
@@ -208,7 +213,7 @@ def load_gpt2(directory, dtype=np.float32):
         raise FileNotFoundError(f"{directory!r} lacks {', '.join(missing)}; a GPT-2 directory "
                                 f"needs {', '.join(REQUIRED_FILES)}{hint}")
     join = lambda name: os.path.join(directory, name)  # noqa: E731
-    config = config_from_hf(_read_json(join("config.json")), join("config.json"))
+    config = config_from_hf(read_json(join("config.json")), join("config.json"))
     tokenizer = BPETokenizer.from_gpt2_files(join("vocab.json"), join("merges.txt"))
     if tokenizer.vocab_size != config.vocab_size:
         raise ValueError(f"{join('vocab.json')} holds {tokenizer.vocab_size} tokens, but "

@@ -11,6 +11,11 @@ Forward, for token ids (B, T):
 Backward, in reverse: dh = dlogits @ E and dE += dlogits^T h (the head's
 share of the tied weight), then back through ln_f, the blocks in reverse,
 dropout and positions, and finally dE[ids] += dx (the embedding's share).
+
+``arch = "llama"`` is the same decoder in the Llama layout: no position
+vectors (RoPE turns queries and keys inside the attention), RMSNorm,
+SwiGLU, grouped-query attention (``n_kv_heads``), no biases; and, with
+``tie_head = False`` (either arch), a head of its own: logits = h @ W_head.
 """
 
 from dataclasses import dataclass, replace
@@ -18,18 +23,26 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..config import ConfigMixin, default_hidden
-from ..core import check_ids
+from ..core import Parameter, check_ids
 from ..fast import pair
 from ..nn.dropout import Dropout
 from ..nn.embedding import Embedding
 from ..nn.positional import PositionalEmbedding, SinusoidalPositionalEncoding
-from .decoder import DecoderStack
+from .decoder import ARCHS, DecoderStack
 from .sampling import check_sampling, sample_next
 
 
 @dataclass(frozen=True)
 class GPTConfig(ConfigMixin):
-    """Architecture of a GPT. ``hidden`` defaults to 4 * dim."""
+    """Architecture of a GPT. ``hidden`` defaults to 4 * dim (gpt2) or to
+    8/3 * dim rounded up to a multiple of 8 (llama: three matrices of that
+    width cost what GELU's two of 4 * dim do).
+
+    arch: "gpt2" or "llama" (then ``positions`` is "rope"); n_kv_heads: the
+    key/value heads of grouped-query attention (0: n_heads); tie_head: the
+    head shares the token embedding (False: a W_head of its own); rope_base:
+    RoPE's base. The defaults are GPT-2's, so older checkpoints load.
+    """
     vocab_size: int = 256
     context: int = 128
     dim: int = 128
@@ -37,15 +50,32 @@ class GPTConfig(ConfigMixin):
     n_heads: int = 4
     hidden: int = 0
     dropout: float = 0.0
-    positions: str = "learned"          # or "sinusoidal"
+    positions: str = "learned"          # or "sinusoidal"; "rope" with arch "llama"
+    arch: str = "gpt2"                  # or "llama"
+    n_kv_heads: int = 0                 # 0: n_heads (no grouping)
+    tie_head: bool = True
+    rope_base: float = 10000.0
 
     def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.arch == "llama":
+            if self.positions not in ("learned", "rope"):     # learned: the field's default
+                raise ValueError(f"arch 'llama' uses positions 'rope', got {self.positions!r}")
+            object.__setattr__(self, "positions", "rope")
+            if self.hidden == 0:
+                object.__setattr__(self, "hidden", -(-8 * self.dim // 3 // 8) * 8)
         default_hidden(self)
-        if self.positions not in ("learned", "sinusoidal"):
+        if self.arch == "gpt2" and self.positions not in ("learned", "sinusoidal"):
             raise ValueError(f"positions must be 'learned' or 'sinusoidal', got {self.positions!r}")
         if self.n_heads < 1 or self.dim % self.n_heads:
             raise ValueError(f"dim {self.dim} is not divisible by n_heads {self.n_heads} "
                              f"(n_heads must be >= 1)")
+        if self.n_kv_heads < 0 or (self.n_kv_heads and self.n_heads % self.n_kv_heads):
+            raise ValueError(f"n_heads {self.n_heads} is not divisible by n_kv_heads {self.n_kv_heads}")
+        if self.arch == "llama" and (self.dim // self.n_heads) % 2:
+            raise ValueError(f"RoPE needs an even head size, got dim / n_heads = "
+                             f"{self.dim // self.n_heads}")
 
 
 
@@ -56,6 +86,13 @@ PRESETS = {
     "default": GPTConfig(vocab_size=256, context=128, dim=128, n_layers=4, n_heads=4),
     # a bigger model for longer runs
     "large": GPTConfig(vocab_size=256, context=256, dim=256, n_layers=6, n_heads=8),
+    # the Llama layout at the default's size: RMSNorm, RoPE, SwiGLU (F = 344), 4 query
+    # heads sharing 2 key/value heads, no biases, untied head
+    "llama": GPTConfig(vocab_size=256, context=128, dim=128, n_layers=4, n_heads=4,
+                       arch="llama", n_kv_heads=2, tie_head=False),
+    # for tests
+    "tiny-llama": GPTConfig(vocab_size=256, context=16, dim=16, n_layers=2, n_heads=4,
+                            arch="llama", n_kv_heads=2, tie_head=False),
 }
 
 
@@ -64,8 +101,24 @@ def preset(name, **overrides):
     if name not in PRESETS:
         raise ValueError(f"unknown GPT preset {name!r}; choose from {sorted(PRESETS)}")
     if "dim" in overrides and "hidden" not in overrides:
-        overrides["hidden"] = 0                              # keep hidden = 4 * dim
+        overrides["hidden"] = 0                              # keep hidden at its default width
     return replace(PRESETS[name], **overrides)
+
+
+def with_arch(config, arch):
+    """``config``'s sizes in the other layout: "llama" gets RoPE, SwiGLU at its
+    default width, n_heads / 2 key/value heads (when n_heads is even) and an
+    untied head; "gpt2" gets learned positions, 4 * dim, no grouping, a tied head."""
+    if arch == config.arch:
+        return config
+    if arch == "llama":
+        kv = config.n_heads // 2 if config.n_heads % 2 == 0 else 0
+        return replace(config, arch="llama", positions="rope", hidden=0, n_kv_heads=kv,
+                       tie_head=False)
+    if arch == "gpt2":
+        return replace(config, arch="gpt2", positions="learned", hidden=0, n_kv_heads=0,
+                       tie_head=True)
+    raise ValueError(f"unknown arch {arch!r}; choose from {ARCHS}")
 
 
 class GPT(DecoderStack):
@@ -77,10 +130,18 @@ class GPT(DecoderStack):
         self.tok_emb = Embedding(c.vocab_size, c.dim, std=0.02, rng=rng, dtype=dtype)
         if c.positions == "learned":
             self.pos = PositionalEmbedding(c.context, c.dim, std=0.01, rng=rng, dtype=dtype)
-        else:
+        elif c.positions == "sinusoidal":
             self.pos = SinusoidalPositionalEncoding(c.context, c.dim, dtype=dtype)
+        else:
+            self.pos = None                              # RoPE, inside each attention
         self.drop = Dropout(c.dropout)
-        self.build_stack(c.dim, c.n_layers, c.n_heads, c.hidden, c.context, rng, dtype, c.dropout)
+        self.build_stack(c.dim, c.n_layers, c.n_heads, c.hidden, c.context, rng, dtype, c.dropout,
+                         c.n_kv_heads or None, c.arch, c.rope_base)
+        if not c.tie_head:
+            self.W_head = Parameter((rng.standard_normal((c.dim, c.vocab_size)) * 0.02).astype(dtype))
+
+    def _head_weight(self):
+        return self.tok_emb.W.data.T if self.config.tie_head else self.W_head.data  # (C, V)
 
     def _check(self, ids, offset, who):
         ids = check_ids(ids, self.config.vocab_size, who=who)
@@ -100,11 +161,12 @@ class GPT(DecoderStack):
         offset = kv_caches[0].length if kv_caches else 0
         ids = self._check(ids, offset, "GPT")
         x = self.tok_emb(ids)                                       # (B, T, C)
-        x = self.pos(x, offset=offset)                              # (B, T, C)
+        if self.pos is not None:
+            x = self.pos(x, offset=offset)                          # (B, T, C)
         x = self.drop(x)
         h = self.forward_stack(x, kv_caches)                        # (B, T, C)
         head, self._head_backward = pair("linear")
-        logits, self._cache = head(h, self.tok_emb.W.data.T)        # (B, T, V) tied head
+        logits, self._cache = head(h, self._head_weight())          # (B, T, V)
         return logits
 
     def backward(self, dlogits):
@@ -112,10 +174,14 @@ class GPT(DecoderStack):
         cache = self._saved()
         dlogits = self._check_dy(dlogits, self.config.vocab_size)
         dh, dWT, _ = self._head_backward(dlogits, cache)            # (B, T, C), (C, V)
-        self.tok_emb.W.grad += dWT.T                                # the head's share
+        if self.config.tie_head:
+            self.tok_emb.W.grad += dWT.T                            # the head's share
+        else:
+            self.W_head.grad += dWT
         dx = self.backward_stack(dh)
         dx = self.drop.backward(dx)
-        dx = self.pos.backward(dx)
+        if self.pos is not None:
+            dx = self.pos.backward(dx)
         self.tok_emb.backward(dx)                                   # the embedding's share
         return None
 
@@ -135,9 +201,11 @@ class GPT(DecoderStack):
         ids = self._check(ids, kv_caches[0].length, "GPT.decode")
         if ids.shape[1] != 1:
             raise ValueError(f"GPT.decode: expected ids (B, 1), got shape {ids.shape}")
-        x = self.pos(self.tok_emb.W.data[ids], offset=kv_caches[0].length)[:, 0]  # (B, C)
-        h = self.decode_stack(x, kv_caches)                                       # (B, C)
-        return pair("linear")[0](h, self.tok_emb.W.data.T)[0]                     # (B, V)
+        x = self.tok_emb.W.data[ids]                                              # (B, 1, C)
+        if self.pos is not None:
+            x = self.pos(x, offset=kv_caches[0].length)
+        h = self.decode_stack(x[:, 0], kv_caches)                                 # (B, C)
+        return pair("linear")[0](h, self._head_weight())[0]                       # (B, V)
 
 
 # ----- sampling ---------------------------------------------------------------

@@ -9,6 +9,19 @@ then y = concat_heads(attention(q, k, v, mask)) @ W_out + b_out.
 With n_kv_heads < n_heads (grouped-query attention) the keys and values have
 H_kv heads, each shared by H / H_kv consecutive query heads; the KV cache
 then holds only the H_kv heads.
+
+The Llama layout (``rope=True``, ``bias=False``, ``as_linears=True``) rotates
+each query and key head by its position before the scores (RoPE, the pair in
+npfm/functional/rope.py), position offset + t for row t where offset is the
+KV cache's length, so one decoded token at any offset gets the rotation of
+the full forward:
+
+    q_h = rope(q_h, offset)   k_h = rope(k_h, offset)       (B, H*, T, D)
+
+and its backward turns the gradients back: dq_h = rope_backward(dq_h). With
+``as_linears`` the two projections are Linear Modules ``qkv`` and ``out``
+(state names ``qkv.W``, ``out.W``) instead of the Parameters ``W_qkv``,
+``b_qkv``, ``W_out``, ``b_out`` of GPT-2's layout, so ``add_lora`` reaches them.
 """
 
 import numbers
@@ -18,6 +31,7 @@ import numpy as np
 from ..core import Module, Parameter, check_array
 from ..fast import fast_kernel, pair
 from ..functional.attention import attention_weights, causal_mask
+from .linear import Linear
 
 
 def as_bool_mask(mask, scores_shape, who):
@@ -79,7 +93,8 @@ class MultiHeadAttention(Module):
     """
 
     def __init__(self, dim, n_heads, causal=False, bias=True, std=0.02, rng=None,
-                 dtype=np.float32, n_kv_heads=None):
+                 dtype=np.float32, n_kv_heads=None, rope=False, rope_base=10000.0,
+                 as_linears=False):
         n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
         for name, value in (("dim", dim), ("n_heads", n_heads), ("n_kv_heads", n_kv_heads)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
@@ -89,14 +104,22 @@ class MultiHeadAttention(Module):
         if n_heads % n_kv_heads != 0:
             raise ValueError(f"MultiHeadAttention: n_heads {n_heads} is not divisible by "
                              f"n_kv_heads {n_kv_heads}")
+        if rope and (dim // n_heads) % 2:
+            raise ValueError(f"MultiHeadAttention: RoPE needs an even head size, got {dim // n_heads}")
         rng = np.random.default_rng(0) if rng is None else rng
         self.dim, self.n_heads, self.n_kv_heads, self.causal = dim, n_heads, n_kv_heads, causal
         self.head_dim = dim // n_heads
+        self.rope, self.rope_base = bool(rope), float(rope_base)
         kv_dim = n_kv_heads * self.head_dim
-        self.W_qkv = Parameter((rng.standard_normal((dim, dim + 2 * kv_dim)) * std).astype(dtype))
-        self.b_qkv = Parameter(np.zeros(dim + 2 * kv_dim, dtype)) if bias else None
-        self.W_out = Parameter((rng.standard_normal((dim, dim)) * std).astype(dtype))
-        self.b_out = Parameter(np.zeros(dim, dtype)) if bias else None
+        if as_linears:                  # same draws, in the same order, as the Parameters
+            self.qkv = Linear(dim, dim + 2 * kv_dim, bias=bias, std=std, rng=rng, dtype=dtype)
+            self.out = Linear(dim, dim, bias=bias, std=std, rng=rng, dtype=dtype)
+        else:
+            self.qkv = self.out = None
+            self.W_qkv = Parameter((rng.standard_normal((dim, dim + 2 * kv_dim)) * std).astype(dtype))
+            self.b_qkv = Parameter(np.zeros(dim + 2 * kv_dim, dtype)) if bias else None
+            self.W_out = Parameter((rng.standard_normal((dim, dim)) * std).astype(dtype))
+            self.b_out = Parameter(np.zeros(dim, dtype)) if bias else None
         self.keep_attention = False
         self.attention = None
 
@@ -145,12 +168,19 @@ class MultiHeadAttention(Module):
         linear, self._linear_backward = pair("linear")
         attention, self._attention_backward = pair("attention")
         self._fills_out = self._attention_backward is fast_kernel("attention", "backward")
-        W, b = self.W_qkv.data, None if self.b_qkv is None else self.b_qkv.data
         if context is None:
-            qkv, lin_cache = linear(x, W, b)                                 # (B, T, C + 2C_kv)
+            if self.qkv is not None:
+                qkv, lin_cache = self.qkv(x), None                           # (B, T, C + 2C_kv)
+            else:
+                b = None if self.b_qkv is None else self.b_qkv.data
+                qkv, lin_cache = linear(x, self.W_qkv.data, b)              # (B, T, C + 2C_kv)
             q, k, v = self._split(qkv)
             kv_lin_cache = None
         else:
+            if self.qkv is not None or self.rope:
+                raise ValueError("MultiHeadAttention: cross-attention needs the fused "
+                                 "Parameters and no RoPE (as_linears=False, rope=False)")
+            W, b = self.W_qkv.data, None if self.b_qkv is None else self.b_qkv.data
             context = check_array(context, "context", min_ndim=3, last_dim=self.dim,
                                   who="MultiHeadAttention")
             if context.ndim != 3 or context.shape[0] != B:
@@ -162,6 +192,13 @@ class MultiHeadAttention(Module):
             k, v = kv[..., :Ckv], kv[..., Ckv:]                            # 2 x (B, Tk, C_kv)
         q = self._heads(q)                                                 # (B, H, T, D)
         k, v = self._heads(k, self.n_kv_heads), self._heads(v, self.n_kv_heads)  # (B, H_kv, T*, D)
+        rope_caches = None
+        if self.rope:
+            offset = 0 if kv_cache is None else kv_cache.length
+            rope, self._rope_backward = pair("rope")
+            q, q_rope_cache = rope(q, offset, self.rope_base)              # (B, H, T, D)
+            k, k_rope_cache = rope(k, offset, self.rope_base)              # (B, H_kv, T, D)
+            rope_caches = (q_rope_cache, k_rope_cache)
         if kv_cache is not None:
             k, v = kv_cache.append(k, v)                                   # (B, H_kv, Tk, D)
         mask = self._mask(mask, B, T, k.shape[2], context is None)
@@ -169,8 +206,13 @@ class MultiHeadAttention(Module):
         if self.keep_attention:
             self.attention = attention_weights(q, k, mask)                 # (B, H, T, Tk)
         a = self._merge(a)                                                 # (B, T, C)
-        y, out_cache = linear(a, self.W_out.data, None if self.b_out is None else self.b_out.data)
-        self._cache = (lin_cache, kv_lin_cache, attn_cache, out_cache, kv_cache is not None)
+        if self.out is not None:
+            y, out_cache = self.out(a), None                               # (B, T, C)
+        else:
+            y, out_cache = linear(a, self.W_out.data,
+                                  None if self.b_out is None else self.b_out.data)
+        self._cache = (lin_cache, kv_lin_cache, attn_cache, rope_caches, out_cache,
+                       kv_cache is not None)
         self._out_shape = y.shape
         return y
 
@@ -180,24 +222,38 @@ class MultiHeadAttention(Module):
         only (nothing is kept for a backward)."""
         B, C = x.shape
         linear, attention = pair("linear")[0], pair("attention")[0]
-        b = None if self.b_qkv is None else self.b_qkv.data
-        q, k, v = self._split(linear(x[:, None], self.W_qkv.data, b)[0])  # (B, 1, C*)
-        k, v = kv_cache.append(self._heads(k, self.n_kv_heads), self._heads(v, self.n_kv_heads))
-        a = attention(self._heads(q), k, v)[0].reshape(B, 1, C)            # (B, 1, C)
+        if self.qkv is not None:
+            qkv = self.qkv(x[:, None])                                     # (B, 1, C + 2C_kv)
+        else:
+            b = None if self.b_qkv is None else self.b_qkv.data
+            qkv = linear(x[:, None], self.W_qkv.data, b)[0]               # (B, 1, C + 2C_kv)
+        q, k, v = self._split(qkv)
+        q, k = self._heads(q), self._heads(k, self.n_kv_heads)            # (B, H*, 1, D)
+        if self.rope:                                   # the new position is the cache's length
+            rope = pair("rope")[0]
+            q = rope(q, kv_cache.length, self.rope_base)[0]
+            k = rope(k, kv_cache.length, self.rope_base)[0]
+        k, v = kv_cache.append(k, self._heads(v, self.n_kv_heads))
+        a = attention(q, k, v)[0].reshape(B, 1, C)                        # (B, 1, C)
+        if self.out is not None:
+            return self.out(a)[:, 0]                                       # (B, C)
         y = linear(a, self.W_out.data, None if self.b_out is None else self.b_out.data)[0]
         return y[:, 0]                                                     # (B, C)
 
     def backward(self, dy):
-        lin_cache, kv_lin_cache, attn_cache, out_cache, used_kv_cache = self._saved()
+        lin_cache, kv_lin_cache, attn_cache, rope_caches, out_cache, used_kv_cache = self._saved()
         if used_kv_cache:
             raise ValueError("MultiHeadAttention.backward: no backward through KV-cache "
                              "decoding (it is for generation only)")
         dy = self._check_dy(dy, shape=self._out_shape)
         C, Ckv = self.dim, self.n_kv_heads * self.head_dim
-        da, dW_out, db_out = self._linear_backward(dy, out_cache)          # (B, T, C)
-        self.W_out.grad += dW_out
-        if self.b_out is not None:
-            self.b_out.grad += db_out
+        if self.out is not None:
+            da = self.out.backward(dy)                                     # (B, T, C)
+        else:
+            da, dW_out, db_out = self._linear_backward(dy, out_cache)      # (B, T, C)
+            self.W_out.grad += dW_out
+            if self.b_out is not None:
+                self.b_out.grad += db_out
         dah = self._heads(da)                                              # (B, H, T, D)
         if kv_lin_cache is None:
             # the gradients of q, k and v land in their columns of one buffer
@@ -205,17 +261,26 @@ class MultiHeadAttention(Module):
             dq, dk, dv = self._split(dqkv)
             targets = [self._heads(dq), self._heads(dk, self.n_kv_heads),
                        self._heads(dv, self.n_kv_heads)]
-            if self._fills_out:
+            if self._fills_out and rope_caches is None:
                 self._attention_backward(dah, attn_cache, out=targets)
             else:
-                for target, grad in zip(targets, self._attention_backward(dah, attn_cache)):
+                dq_h, dk_h, dv_h = self._attention_backward(dah, attn_cache)
+                if rope_caches is not None:    # q = rope(q), k = rope(k): turn them back
+                    dq_h = self._rope_backward(dq_h, rope_caches[0])
+                    dk_h = self._rope_backward(dk_h, rope_caches[1])
+                for target, grad in zip(targets, (dq_h, dk_h, dv_h)):
                     target[...] = grad
+            if self.qkv is not None:
+                return self.qkv.backward(dqkv)                             # (B, T, C)
             dx, dW, db = self._linear_backward(dqkv, lin_cache)
             self.W_qkv.grad += dW
             if self.b_qkv is not None:
                 self.b_qkv.grad += db
             return dx
         dq, dk, dv = self._attention_backward(dah, attn_cache)             # (B, H*, T*, D)
+        if rope_caches is not None:
+            dq = self._rope_backward(dq, rope_caches[0])
+            dk = self._rope_backward(dk, rope_caches[1])
         dq, dk, dv = self._merge(dq), self._merge(dk), self._merge(dv)     # (B, T*, C*)
         dx, dWq, dbq = self._linear_backward(dq, lin_cache)
         dcontext, dWkv, dbkv = self._linear_backward(np.concatenate([dk, dv], axis=-1),

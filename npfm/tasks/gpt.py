@@ -35,6 +35,7 @@ class GPTTask:
         self.train_ids, self.val_ids = train_ids, val_ids
         self.batch_size = batch_size
         self.val_bytes_per_token = val_bytes_per_token
+        self.extra_info = {}                 # more for the checkpoint's extra (LoRA's r, alpha)
         rng = np.random.default_rng(eval_seed)
         self.eval_set = [self._windows(val_ids, rng) for _ in range(eval_batches)]
 
@@ -49,7 +50,7 @@ class GPTTask:
         return self.model.config.to_dict()
 
     def extra(self):
-        return {"tokenizer": self.tokenizer.to_dict()}
+        return {"tokenizer": self.tokenizer.to_dict(), **self.extra_info}
 
     def train_batch(self, rng):
         return self._windows(self.train_ids, rng)
@@ -99,6 +100,20 @@ def encode_corpus(tokenizer, corpus, max_bytes=None):
     return train_ids, val_ids, val_bytes / max(len(val_ids), 1)
 
 
+def model_from_checkpoint(ckpt):
+    """The GPT of a checkpoint. One written during a LoRA run (``npfm train gpt
+    --lora``, before its end) holds W, A and B apart: they are merged here."""
+    from ..nn.lora import add_lora, merge_lora
+    model = GPT(GPTConfig.from_dict(ckpt.config))
+    lora = (ckpt.extra or {}).get("lora")
+    if lora:
+        add_lora(model, lora["r"], lora["alpha"])
+    model.load_state_dict(ckpt.model_state)
+    if lora:
+        merge_lora(model)
+    return model
+
+
 def load_model(path):
     """(GPT, tokenizer) from a checkpoint written by ``npfm train gpt``, or from a
     Hugging Face GPT-2 directory (config.json, model.safetensors, vocab.json, merges.txt)."""
@@ -106,8 +121,7 @@ def load_model(path):
     if os.path.isdir(path):
         return load_gpt2(path)
     ckpt = load_checkpoint(path, kind="gpt")
-    model = GPT(GPTConfig.from_dict(ckpt.config))
-    model.load_state_dict(ckpt.model_state)
+    model = model_from_checkpoint(ckpt)
     tokenizer = tokenizer_from_dict(ckpt.need("tokenizer"))
     if tokenizer.vocab_size != model.config.vocab_size:
         raise ValueError(f"{path}: the tokenizer has {tokenizer.vocab_size} tokens but the model "

@@ -23,7 +23,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # each fast kernel and the file that proves it equal to its textbook twin
 KERNEL_TESTS = {"layernorm": "test_fast_layernorm.py", "gelu": "test_fast_gelu.py",
                 "attention": "test_fast_attention.py", "cross_entropy": "test_fast_cross_entropy.py",
-                "embedding": "test_fast_embedding_linear.py", "linear": "test_fast_embedding_linear.py"}
+                "embedding": "test_fast_embedding_linear.py", "linear": "test_fast_embedding_linear.py",
+                "swiglu": "test_fast_modern.py", "lora": "test_fast_modern.py"}
 
 
 def on_textbook(name):
