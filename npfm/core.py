@@ -86,6 +86,12 @@ class Module:
     def backward(self, dy):
         raise NotImplementedError(f"{type(self).__name__}.backward is not implemented")
 
+    def infer(self, *args, **kwargs):
+        """forward's output for inference (the one-position decode of generation):
+        the same pair on the same arrays, without the input checks and the cache
+        a backward would need. Modules on the decode path override it."""
+        return self.forward(*args, **kwargs)
+
     # ----- the cache of the last forward ---------------------------------
     def _saved(self):
         """The cache of the last forward; a clear error if there was none."""

@@ -80,7 +80,7 @@ class DecoderStack(Module):
         for T = 1 (tested equal bit for bit), its keys and values appended."""
         for block, cache in zip(self.blocks, kv_caches):
             x = block.decode(x, cache)
-        return self.ln_f(x)                                          # (B, C)
+        return self.ln_f.infer(x)                                    # (B, C)
 
     def new_kv_caches(self, batch_size=1):
         """One empty KVCache per block, holding up to the context's positions."""

@@ -35,6 +35,9 @@ class GELU(_Elementwise):
     def forward(self, x):
         return self._run(x, self.approximate)
 
+    def infer(self, x):
+        return pair("gelu")[0](x, self.approximate)[0]
+
 
 class ReLU(_Elementwise):
     """max(x, 0)."""

@@ -223,7 +223,7 @@ class MultiHeadAttention(Module):
         B, C = x.shape
         linear, attention = pair("linear")[0], pair("attention")[0]
         if self.qkv is not None:
-            qkv = self.qkv(x[:, None])                                     # (B, 1, C + 2C_kv)
+            qkv = self.qkv.infer(x[:, None])                               # (B, 1, C + 2C_kv)
         else:
             b = None if self.b_qkv is None else self.b_qkv.data
             qkv = linear(x[:, None], self.W_qkv.data, b)[0]               # (B, 1, C + 2C_kv)
@@ -236,7 +236,7 @@ class MultiHeadAttention(Module):
         k, v = kv_cache.append(k, self._heads(v, self.n_kv_heads))
         a = attention(q, k, v)[0].reshape(B, 1, C)                        # (B, 1, C)
         if self.out is not None:
-            return self.out(a)[:, 0]                                       # (B, C)
+            return self.out.infer(a)[:, 0]                                 # (B, C)
         y = linear(a, self.W_out.data, None if self.b_out is None else self.b_out.data)[0]
         return y[:, 0]                                                     # (B, C)
 

@@ -82,10 +82,10 @@ class TransformerBlock(Module):
         inference only: nothing is kept for a backward."""
         if not self.norm_first:
             raise ValueError("TransformerBlock.decode: only pre-LN blocks decode one position")
-        h = x + self.attn.decode(self.ln1(x), kv_cache)
+        h = x + self.attn.decode(self.ln1.infer(x), kv_cache)
         # the feed-forward sees forward's (B, 1, C): a stacked (B, 1, C) @ (C, F)
         # rounds differently from a (B, C) @ (C, F) product
-        return h + self.ffn(self.ln2(h)[:, None])[:, 0]
+        return h + self.ffn.infer(self.ln2.infer(h)[:, None])[:, 0]
 
     def backward(self, dy):
         """dy: (B, T, C) -> dx: (B, T, C), in reverse order of forward."""

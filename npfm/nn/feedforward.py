@@ -34,5 +34,8 @@ class FeedForward(Module):
         """x: (..., C) -> (..., C)"""
         return self.fc2(self.act(self.fc1(x)))
 
+    def infer(self, x):
+        return self.fc2.infer(self.act.infer(self.fc1.infer(x)))
+
     def backward(self, dy):
         return self.fc1.backward(self.act.backward(self.fc2.backward(dy)))

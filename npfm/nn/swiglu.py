@@ -33,6 +33,9 @@ class SwiGLU(Module):
         y, self._cache = forward(x, self.W_gate.data, self.W_up.data, self.W_down.data)
         return y
 
+    def infer(self, x):
+        return pair("swiglu")[0](x, self.W_gate.data, self.W_up.data, self.W_down.data)[0]
+
     def backward(self, dy):
         cache = self._saved()
         dx, dW_gate, dW_up, dW_down = self._backward(dy, cache)
