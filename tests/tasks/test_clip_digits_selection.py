@@ -96,6 +96,6 @@ def test_train_writes_the_best_step_on_validation_and_zeroshot_reads_it(tmp_path
     assert f"weights of step {selected['step']}" in text
     assert main(["zeroshot", "--checkpoint", str(out / "best.npz")]) == 0
     assert "digit_acc" in capsys.readouterr().out
-    # a shapes run in the same folder removes the digits run's choice
-    assert main(["train", "clip", *TINY, "--steps", "2", "--out", str(out)]) == 0
+    # a shapes run replacing the digits run in its folder (--overwrite) removes its choice
+    assert main(["train", "clip", *TINY, "--steps", "2", "--out", str(out), "--overwrite"]) == 0
     assert not os.path.exists(out / "best.npz")
