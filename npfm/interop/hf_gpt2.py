@@ -257,19 +257,27 @@ def export_gpt2(model: GPT, tokenizer, out_dir):
     telling the user. ``transformers.GPT2LMHeadModel.from_pretrained(out_dir)``
     and ``GPT2Tokenizer.from_pretrained(out_dir)`` read the result.
     """
+    return write_hf_directory(model, tokenizer, out_dir, config_to_hf,
+                              lambda state, config: state_to_hf(state, config.n_layers))
+
+
+def write_hf_directory(model, tokenizer, out_dir, make_config, make_state):
+    """What every GPT-layout export writes: config.json (``make_config(config,
+    dtype, eot_id)``), model.safetensors (``make_state(state_dict, config)``),
+    the tokenizer as GPT-2's byte-level files and tokenizer_config.json.
+    Returns the notes worth telling the user."""
     config = model.config
     bpe, notes = gpt2_tokenizer_of(tokenizer)
     if bpe.vocab_size != config.vocab_size:
         raise ValueError(f"export: the tokenizer has {bpe.vocab_size} tokens but the model "
                          f"{config.vocab_size}")
     eot = bpe.special_tokens.get("<|endoftext|>")
-    dtype = model.tok_emb.W.data.dtype
-    hf_config = config_to_hf(config, dtype, eot)
+    hf_config = make_config(config, model.tok_emb.W.data.dtype, eot)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8") as f:
         json.dump(hf_config, f, indent=2)
     save_safetensors(os.path.join(out_dir, "model.safetensors"),
-                     state_to_hf(model.state_dict(), config.n_layers), metadata={"format": "pt"})
+                     make_state(model.state_dict(), config), metadata={"format": "pt"})
     bpe.save_gpt2_files(out_dir)
     special = "<|endoftext|>" if eot is not None else None
     tok_config = {"tokenizer_class": "GPT2Tokenizer", "model_max_length": config.context,

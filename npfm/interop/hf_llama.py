@@ -32,8 +32,8 @@ import os
 import numpy as np
 
 from ..models.gpt import GPT, GPTConfig
-from ..safetensors import load_safetensors, save_safetensors
-from .hf_gpt2 import gpt2_tokenizer_of
+from ..safetensors import load_safetensors
+from .hf_gpt2 import write_hf_directory
 
 RMS_EPS = 1e-6                                         # npfm's llama RMSNorms
 
@@ -194,26 +194,7 @@ def export_llama(model: GPT, tokenizer, out_dir):
     reads the model and ``AutoTokenizer.from_pretrained(out_dir)`` the tokenizer.
     Returns a list of notes worth telling the user.
     """
-    config = model.config
-    bpe, notes = gpt2_tokenizer_of(tokenizer)
-    if bpe.vocab_size != config.vocab_size:
-        raise ValueError(f"export: the tokenizer has {bpe.vocab_size} tokens but the model "
-                         f"{config.vocab_size}")
-    eot = bpe.special_tokens.get("<|endoftext|>")
-    dtype = model.tok_emb.W.data.dtype
-    hf_config = config_to_hf(config, dtype, eot)
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8") as f:
-        json.dump(hf_config, f, indent=2)
-    save_safetensors(os.path.join(out_dir, "model.safetensors"),
-                     state_to_hf(model.state_dict(), config), metadata={"format": "pt"})
-    bpe.save_gpt2_files(out_dir)
-    special = "<|endoftext|>" if eot is not None else None
-    tok_config = {"tokenizer_class": "GPT2Tokenizer", "model_max_length": config.context,
-                  "add_prefix_space": False, "bos_token": special, "eos_token": special,
-                  "unk_token": special}
-    with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
-        json.dump(tok_config, f, indent=2)
+    notes = write_hf_directory(model, tokenizer, out_dir, config_to_hf, state_to_hf)
     notes.append("the tokenizer is written as GPT-2's byte-level files (GPT2Tokenizer), "
                  "not Llama's SentencePiece model")
     return notes
