@@ -446,7 +446,7 @@ def _tests_3():
              "models.gpt", "gpt_backward", S, _gpt(), 2, compare=slice(1, None)),
         Test(f"GPT.backward: train the tiny GPT with your code, validation loss below "
              f"{t['target']} within {t['steps']} steps", "models.gpt", "gpt_training", S, _training(), 3,
-             check="gpt_training", timeout=120),
+             hidden=False, check="gpt_training", timeout=120),      # public: its loss is feedback
         Test("AdamW.update: public, one step", "optim", "adamw_steps", S, _adamw(steps=1), 1,
              hidden=False),
         Test("AdamW.update: hidden, three steps with weight decay (bias corrections)", "optim",
