@@ -25,8 +25,9 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "npfm"
 LEVELS = {
     # the textbook floor: the pure pairs, NumPy only
     "functional": 0,
-    # the fast floor: the same pairs with threads and BLAS; imports the textbook
-    # only to reuse what does not pay to rewrite
+    # the fast floor: the same pairs with threads and BLAS; it imports the
+    # textbook for what it does not rewrite (constants, erf, the lookup) and
+    # to fall back on the textbook pair where no kernel pays
     "fast": 1,
     # Modules: Parameter and Module (core), the layers (nn), and what works on
     # any Module: the gradient check, the optimisers, the config mixin of the
@@ -37,8 +38,8 @@ LEVELS = {
     "models": 3,
     # beside the models, above them so that no model reads text or files:
     # what a model eats (tokenizers), what a run writes (checkpoints, PNGs,
-    # pictures, safetensors, run folders, progress lines). Each imports
-    # nothing above core, but nothing below may import it.
+    # plots, safetensors, run folders, progress lines, argument types). They
+    # import only core, the package's face or one another.
     "tokenizers": 4, "checkpoint": 4, "png": 4, "plot": 4, "safetensors": 4,
     "runfolder": 4, "progress": 4, "argtypes": 4,
     # built on those: data sets (from tokenizers), Hugging Face weights
