@@ -85,3 +85,11 @@ def dropout_rate(text):
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {value}")
     return value
+
+
+def open_fraction(text):
+    """A finite number strictly between 0 and 1 (the share of a corpus kept for validation)."""
+    value = _finite(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1), got {value}")
+    return value

@@ -41,6 +41,9 @@ def add_commands(sub, train_models):
     p.add_argument("--data", default="stdlib",
                    help="stdlib (the standard library's Python source, default), pydoc "
                         "(Python's documentation prose), or a text file / folder")
+    p.add_argument("--val-fraction", type=argtypes.open_fraction, default=None, metavar="F",
+                   help="the share of --data's documents kept for validation, chosen by a "
+                        "hash of their names (default 0.05; a single file: its last F)")
     p.add_argument("--tokenizer", default="bytes", choices=["bytes", "bpe"])
     p.add_argument("--vocab-size", type=argtypes.positive_int, default=1024, help="BPE vocabulary size")
     p.add_argument("--steps", type=argtypes.positive_int, default=None)
@@ -111,9 +114,10 @@ def train_command(args):
         resume_ckpt = load_checkpoint(os.path.join(args.out, "checkpoint.npz"), kind="gpt")
 
     base = resume_ckpt or init_ckpt
+    split = {} if args.val_fraction is None else {"val_fraction": args.val_fraction}
     corpus = None
     if not (args.sft and base is not None):     # SFT makes its own pairs; text for a tokenizer
-        corpus = load_corpus(args.data, max_bytes=args.max_bytes)
+        corpus = load_corpus(args.data, max_bytes=args.max_bytes, **split)
         print(f"data: {corpus.describe()}")
     if base is not None:                        # the tokenizer comes with the weights
         tokenizer = tokenizer_from_dict(base.need("tokenizer"))
@@ -150,7 +154,7 @@ def train_command(args):
         if args.data != "stdlib" and not os.path.isdir(args.data):
             raise ValueError(f"--sft makes its pairs from Python files: --data stdlib or a "
                              f"folder of .py files, not {args.data!r}")
-        train_pairs, held_pairs = make_sft_pairs(None if args.data == "stdlib" else args.data)
+        train_pairs, held_pairs = make_sft_pairs(None if args.data == "stdlib" else args.data, **split)
         task = SFTTask(model, tokenizer, train_pairs, held_pairs, batch_size=args.batch_size)
         print(task.describe())
         before = _sft_report(task, "before")
@@ -158,6 +162,11 @@ def train_command(args):
         train_ids, val_ids, bytes_per_token = encode_corpus(tokenizer, corpus, max_bytes)
         task = GPTTask(model, tokenizer, train_ids, val_ids, batch_size=args.batch_size,
                        val_bytes_per_token=bytes_per_token)
+        if init_ckpt is not None:          # the starting point of a fine-tuning run
+            model.eval()                   # (the loop sets training mode again)
+            ev = task.evaluate()
+            print(f"before: validation loss {ev['val_loss']:.4f} nats/token = "
+                  f"{ev['val_nats_per_byte']:.4f} nats/byte")
     cfg = TrainConfig(steps=steps, lr=args.lr or defaults["lr"], min_lr=(args.lr or defaults["lr"]) / 10,
                       warmup=min(100, steps // 10), eval_every=args.eval_every or defaults["eval_every"],
                       checkpoint_every=args.eval_every or defaults["eval_every"], seed=args.seed,

@@ -1,10 +1,14 @@
 """`npfm train gpt` and `npfm generate` end to end on a small folder of text."""
 
+import re
+
 import numpy as np
 import pytest
 
 from npfm.checkpoint import load_checkpoint, save_checkpoint
 from npfm.cli import main
+from npfm.data.corpus import load_corpus
+from npfm.tasks.gpt import GPTTask, encode_corpus, load_model
 
 CODE = "".join(f"def f{i}(x):\n    return x * {i} + {i % 7}\n\n" for i in range(300))
 
@@ -42,14 +46,41 @@ def test_generate_greedy_is_deterministic_and_streams(trained, capsys):
     assert first.startswith("def ") and len(first) > 10
 
 
-def test_fine_tune_from_a_checkpoint(trained, tmp_path):
+def test_fine_tune_from_a_checkpoint(trained, tmp_path, capsys):
     _, data, out = trained
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "prose.txt").write_text("The quick brown fox jumps over the lazy dog. " * 200)
+    capsys.readouterr()
     code = main(["train", "gpt", "--init", str(out / "checkpoint.npz"), "--data", str(tmp_path / "d"),
                  "--steps", "5", "--eval-every", "5", "--out", str(tmp_path / "ft"), "--sample-tokens", "0"])
     assert code == 0
     assert load_checkpoint(tmp_path / "ft" / "checkpoint.npz").config["context"] == 16
+    printed = capsys.readouterr().out
+    before = float(re.search(r"before: validation loss ([0-9.]+) nats/token", printed)[1])
+    after = float(re.search(r"\nvalidation loss ([0-9.]+) nats/token", printed)[1])
+    model, tokenizer = load_model(str(out / "checkpoint.npz"))      # the untouched start
+    train_ids, val_ids, per_byte = encode_corpus(tokenizer, load_corpus(str(tmp_path / "d")))
+    start = GPTTask(model, tokenizer, train_ids, val_ids, val_bytes_per_token=per_byte).evaluate()
+    assert before == pytest.approx(start["val_loss"], abs=1e-4)      # measured before any step
+    assert after < before
+
+
+def test_val_fraction_sets_the_validation_share(tmp_path, capsys):
+    (tmp_path / "d").mkdir()
+    for i in range(40):
+        (tmp_path / "d" / f"doc{i}.py").write_text(CODE[: 2000 + 37 * i])
+    for fraction in (0.05, 0.5):
+        capsys.readouterr()
+        assert main(["train", "gpt", "--preset", "tiny", "--data", str(tmp_path / "d"),
+                     "--val-fraction", str(fraction), "--steps", "1", "--sample-tokens", "0",
+                     "--out", str(tmp_path / f"o{fraction}")]) == 0
+        expected = load_corpus(str(tmp_path / "d"), val_fraction=fraction).describe()
+        assert f"data: {expected}" in capsys.readouterr().out
+    assert (load_corpus(str(tmp_path / "d"), val_fraction=0.5).describe()
+            != load_corpus(str(tmp_path / "d"), val_fraction=0.05).describe())
+    for bad in ("0", "1", "-0.1", "nan"):
+        assert main(["train", "gpt", "--val-fraction", bad, "--out", str(tmp_path / "bad")]) == 2
+        assert "--val-fraction must be" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [
