@@ -9,6 +9,7 @@ to its pair) and exists only because a profile showed it pays:
     gelu           the tanh and exact forms in place, blocks on every core; the
                    tanh form as x sigmoid(2 u), one exp instead of a tanh
     attention      q scaled instead of the scores, the mask added as 0/-inf,
+                   a causal mask by chunks of queries against the keys they see,
                    a softmax that skips the max shift when nothing can
                    overflow, dP - r from one product, blocks of sequences
     cross_entropy  softmax and log p of the target in one pass per row block
