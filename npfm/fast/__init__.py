@@ -14,7 +14,8 @@ to its pair) and exists only because a profile showed it pays:
                    overflow, dP - r from one product, blocks of sequences
     cross_entropy  softmax and log p of the target in one pass per row block
     embedding      the duplicate-summing scatter on the flattened table
-    linear         the bias added in place, its gradient as a product with ones
+    linear         the bias added in place, its gradient as a product with ones,
+                   the backward's dx and dW products at once, one per core
     swiglu         every product on flattened rows (one BLAS call, not NumPy's
                    stacked loop), the sigmoid kept, buffers reused
     lora           the same: products on flattened rows, the low-rank term in place
