@@ -14,6 +14,7 @@ from npfm.functional import (attention_backward, attention_forward, causal_mask,
 from npfm.gradcheck import check_pair
 from npfm.models.gpt import GPT, preset
 from npfm.fast.threads import map_rows, run_in_parallel, set_num_threads
+import npfm.fast.attention as fast_attention
 import npfm.fast.linear as fast_linear
 
 
@@ -207,6 +208,7 @@ def test_gradients_are_right_in_many_blocks(threads, small_blocks):
 def test_gpt_training_step_is_identical_with_one_thread_or_two(threads, monkeypatch):
     monkeypatch.setattr(parallel, "BLOCK_ELEMENTS", 256)     # many blocks even at this size
     monkeypatch.setattr(fast_linear, "PAIR_WORK", 0)         # every Linear's dx and dW in parallel
+    monkeypatch.setattr(fast_attention, "CAUSAL_CHUNK", 5)   # causal queries in chunks (T = 16)
     config = preset("tiny")
     ids = np.random.default_rng(4).integers(0, config.vocab_size, size=(8, config.context))
     grads = []
