@@ -1,7 +1,6 @@
 """GELU, fast: the textbook pair (npfm/functional/activations.py) in place, in row blocks.
 
-The tanh form, written with a sigmoid (one exp instead of a tanh, see
-``_gelu_tanh_rows``), runs its passes one block of rows at a time (the block
+The tanh form's eight passes run one block of rows at a time (the block
 stays in the core's cache between passes) and on every core
 (``npfm.fast.threads.map_rows``); the exact form's erf is the textbook's
 (npfm/functional/erf.py), applied block by block.
@@ -21,40 +20,29 @@ def _as_rows(*arrays):
     return [a.reshape(-1, a.shape[-1] if a.ndim else 1) for a in arrays]
 
 
-def _gelu_tanh_rows(x, y, s):
-    """Fills s = sigmoid(2 u), u = k (x + a x^3), and y = x s for a block of rows.
-
-    x (1 + tanh(u)) / 2 = x sigmoid(2 u) = x / (1 + exp(-2 u)): one exp in
-    place of a tanh (NumPy's float32 exp is about twice as fast as its tanh
-    here), and no 1 + t that cancels for large negative x. exp overflows to
-    inf for x below about -10 (float32), giving s = 0 exactly, as the
-    textbook's 1 + t = 0 does.
-    """
-    np.multiply(x, x, out=s)
-    s *= -2.0 * _K * _A
-    s += -2.0 * _K
-    s *= x                                         # -2 u
-    with np.errstate(over="ignore"):               # per thread: exp(-2 u) = inf is s = 0
-        np.exp(s, out=s)
-    s += 1.0
-    np.reciprocal(s, out=s)                        # s = sigmoid(2 u) = (1 + t) / 2
-    np.multiply(x, s, out=y)                       # x (1 + t) / 2
+def _gelu_tanh_rows(x, y, t):
+    """Fills t = tanh(k (x + a x^3)) and y = x (1 + t) / 2 for a block of rows."""
+    np.multiply(x, x, out=t)
+    t *= _K * _A
+    t += _K
+    t *= x                                         # k (x + a x^3)
+    np.tanh(t, out=t)                              # t
+    np.add(t, 1.0, out=y)
+    y *= x
+    y *= 0.5                                       # x (1 + t) / 2
 
 
-def _gelu_tanh_backward_rows(dy, x, s, dx):
-    """Fills dx = dy s (1 + 2 w (1 - s)), w = x k (1 + 3 a x^2), for a block of rows.
-
-    The textbook's (1 + t) / 2 + x (1 - t^2) k (1 + 3 a x^2) / 2 with
-    (1 + t) / 2 = s and (1 - t) = 2 (1 - s).
-    """
-    w = x * x                                      # (n, last)
-    w *= 6.0 * _K * _A
-    w += 2.0 * _K
-    w *= x                                         # 2 w = 2 x k (1 + 3 a x^2)
-    np.subtract(1.0, s, out=dx)
-    dx *= w
-    dx += 1.0                                      # 1 + 2 w (1 - s)
-    dx *= s
+def _gelu_tanh_backward_rows(dy, x, t, dx):
+    """Fills dx = dy (1 + t) (1 + u (1 - t)) / 2, u = x k (1 + 3 a x^2), for a block of rows."""
+    u = x * x                                      # (n, last)
+    u *= 3.0 * _K * _A
+    u += _K
+    u *= x                                         # u = x k (1 + 3 a x^2)
+    np.subtract(1.0, t, out=dx)
+    dx *= u
+    dx += 1.0                                      # 1 + u (1 - t)
+    dx *= np.add(t, 1.0, out=u)                    # (1 + t) (1 + u (1 - t))
+    dx *= 0.5
     dx *= dy
 
 
@@ -82,7 +70,7 @@ def gelu_forward(x, approximate="tanh"):
 
     Elementwise, so ``map_rows`` runs blocks of rows on every core.
     """
-    y, s = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype)  # y, and sigmoid(2 u) or Phi
+    y, s = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype)  # y, and t or Phi
     kernel = _gelu_tanh_rows if approximate == "tanh" else _gelu_exact_rows
     map_rows(kernel, *_as_rows(x, y, s))
     return y, (approximate, x, s)

@@ -9,13 +9,8 @@ largest entry of the textbook's result:
   each floor, in a different order; tanh near saturation and the
   (1 + t) factors amplify them a little (measured: 4e-7).
 
-Each result is compared relative to the larger of its largest entry and the
-size of the terms that cancel in it: y = x / 2 + x t / 2 on the textbook
-floor, terms of size |x| / 2 that cancel for x << 0 (the fast floor's
-x sigmoid(2 u) has no such cancellation: an all-negative x of -5 has y ~ 5e-8
-with the textbook's error at 1e-10 of it, see the last test); dx = dy gelu'(x)
-relative to max |dy|: gelu' is a sum of terms of order 1 that cancel near
-x = -0.75.
+dx = dy gelu'(x) is compared relative to the larger of its largest entry and
+max |dy|: gelu' is a sum of terms of order 1 that cancel near x = -0.75.
 """
 
 import numpy as np
@@ -34,7 +29,7 @@ def compare(x, dy, approximate):
     dtype = x.dtype.type
     y_fast, cache_fast = fast_activations.gelu_forward(x, approximate)
     y_text, cache_text = F.gelu_forward(x, approximate)
-    return {"y": floor_error(y_fast, y_text, dtype, terms=float(np.abs(x).max(initial=0.0))),
+    return {"y": floor_error(y_fast, y_text, dtype),
             "dx": floor_error(fast_activations.gelu_backward(dy, cache_fast),
                               F.gelu_backward(dy, cache_text), dtype,
                               terms=float(np.abs(dy).max(initial=0.0)))}
@@ -76,13 +71,3 @@ def test_fast_gelu_many_blocks_on_two_threads(dtype, approximate):
     finally:
         threads.set_num_threads(saved)
     assert max(errors.values()) <= TOLERANCE[dtype], errors
-
-
-def test_fast_gelu_tanh_keeps_its_precision_in_the_negative_tail():
-    """x sigmoid(2 u) against the same formula in long double, where 1 + tanh(u) cancels."""
-    x = np.linspace(-12.0, -3.0, 50)
-    y, _ = fast_activations.gelu_forward(x, "tanh")
-    xl = x.astype(np.longdouble)
-    u = np.sqrt(np.longdouble(2) / np.pi) * (xl + np.longdouble(0.044715) * xl ** 3)
-    exact = xl / (1 + np.exp(-2 * u))
-    assert np.max(np.abs((y - exact) / exact)) < 1e-13
