@@ -8,11 +8,13 @@ to its pair) and exists only because a profile showed it pays:
                    matrix-vector products (fast/layernorm.py)
     gelu           the tanh and exact forms in place, blocks on every core
     attention      q scaled instead of the scores, the mask added as 0/-inf,
+                   a causal mask by chunks of queries against the keys they see,
                    a softmax that skips the max shift when nothing can
                    overflow, dP - r from one product, blocks of sequences
     cross_entropy  softmax and log p of the target in one pass per row block
     embedding      the duplicate-summing scatter on the flattened table
-    linear         the bias added in place, its gradient as a product with ones
+    linear         the bias added in place, its gradient as a product with ones,
+                   the backward's dx and dW products at once, one per core
     swiglu         every product on flattened rows (one BLAS call, not NumPy's
                    stacked loop), the sigmoid kept, buffers reused
     lora           the same: products on flattened rows, the low-rank term in place

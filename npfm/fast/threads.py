@@ -176,6 +176,58 @@ def _as_tuple(result):
     return result if isinstance(result, tuple) else (result,)
 
 
+def _run_tasks(task, count):
+    """[task(0), ..., task(count - 1)] computed on up to ``num_threads()``
+    threads, this one included: each thread takes the next i left, and runs
+    it with one BLAS thread (the calling thread alone keeps BLAS's own)."""
+    results = [None] * count
+    next_task = itertools.count()          # shared: each thread takes the next task left
+
+    def run_tasks():
+        _state.inside = True                               # nested map_rows runs serially
+        try:
+            while (i := next(next_task)) < count:
+                results[i] = task(i)
+        finally:
+            _state.inside = False
+
+    threads = min(_num_threads, count)
+    blas = _blas_threads() if threads > 1 else None
+    blas_threads = blas[0]() if blas else None
+    if blas_threads:
+        blas[1](1)                                         # our threads, one BLAS thread each
+    try:
+        futures = [_get_pool().submit(run_tasks) for _ in range(threads - 1)]
+        try:
+            run_tasks()
+        finally:
+            for f in futures:                              # every task done (or failed)
+                f.exception()
+    finally:
+        if blas_threads:
+            blas[1](blas_threads)
+    for f in futures:
+        f.result()                                         # re-raise a worker's error
+    return results
+
+
+def run_in_parallel(*calls):
+    """[call() for call in calls], the calls shared among the threads, each
+    call on one thread with one BLAS thread.
+
+    For independent matrix products such as a Linear's dx and dW: each runs
+    whole on one core, in parallel, where OpenBLAS would run them one after
+    the other, each split over the cores and synchronised (which a busy
+    machine slows badly). A product gives the same numbers on one BLAS
+    thread or several (OpenBLAS splits its rows and columns, never the sum),
+    so the results do not depend on the number of threads. Inside a block,
+    or with one thread, the calls run in turn in the calling thread.
+    """
+    if getattr(_state, "inside", False):
+        return [call() for call in calls]
+    return _run_tasks(lambda i: calls[i](), len(calls))
+
+
 def map_rows(fn, *arrays, block_elements=None):
     """Call fn(*blocks) on blocks of rows (axis 0) of ``arrays``, on every thread.
 
@@ -200,36 +252,8 @@ def map_rows(fn, *arrays, block_elements=None):
                          f"{[len(a) for a in arrays]}")
     rows = max(1, block // max(widest, 1))
     starts = range(0, n, rows)
-    sums = [None] * len(starts)
-
-    next_block = itertools.count()         # shared: each thread takes the next block left
-
-    def run_blocks():
-        _state.inside = True                               # nested map_rows runs serially
-        try:
-            while (i := next(next_block)) < len(starts):
-                lo = starts[i]
-                sums[i] = _as_tuple(fn(*(a[lo:lo + rows] for a in arrays)))
-        finally:
-            _state.inside = False
-
-    threads = min(_num_threads, len(starts))
-    blas = _blas_threads() if threads > 1 else None
-    blas_threads = blas[0]() if blas else None
-    if blas_threads:
-        blas[1](1)                                         # our threads, one BLAS thread each
-    try:
-        futures = [_get_pool().submit(run_blocks) for _ in range(threads - 1)]
-        try:
-            run_blocks()
-        finally:
-            for f in futures:                              # every block done (or failed)
-                f.exception()
-    finally:
-        if blas_threads:
-            blas[1](blas_threads)
-    for f in futures:
-        f.result()                                         # re-raise a worker's error
+    sums = _run_tasks(lambda i: _as_tuple(fn(*(a[starts[i]:starts[i] + rows] for a in arrays))),
+                      len(starts))
     if not sums[0]:
         return None
     totals = [s.copy() for s in sums[0]]

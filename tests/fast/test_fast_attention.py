@@ -220,10 +220,16 @@ def test_fast_attention_fully_masked_rows_give_zeros_on_both_floors(dtype, monke
         assert (dq[1] == 0).all() and (dk[1] == 0).all() and (dv[1] == 0).all()
 
 
+@pytest.mark.parametrize("chunked", [False, True])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_fast_attention_many_blocks_on_two_threads(dtype, monkeypatch):
+def test_fast_attention_many_blocks_on_two_threads(dtype, chunked, monkeypatch):
     """Scores of (16, 4, 128, 128), four times BLOCK_ELEMENTS: four blocks of four
-    sequences, some with the overflow fallback, some with underflowing rows."""
+    sequences (eight when the causal queries run in two chunks of 64: the widest
+    array per sequence is then the last chunk's P, (4, 64, 128)), some with the
+    overflow fallback, some with underflowing rows."""
+    if not chunked:
+        monkeypatch.setattr(fast_attention, "CAUSAL_CHUNK", 128)
+    assert fast_attention.CAUSAL_CHUNK == (64 if chunked else 128)
     rng = np.random.default_rng(4)
     q, k, v, dy = draw(rng, (16,), 4, 2, 128, 128, 16, dtype)
     assert 16 * 4 * 128 * 128 >= 4 * threads.BLOCK_ELEMENTS
@@ -237,7 +243,8 @@ def test_fast_attention_many_blocks_on_two_threads(dtype, monkeypatch):
     errors = compare(q, k, v, mask, dy)
     assert max(errors.values()) <= TOLERANCE[dtype], errors
     assert len(calls) == 2                            # only the blocks of sequences 5 and 11
-    assert all(shape[0] == 4 for shape in calls)      # blocks of 4 sequences, not the batch
+    per_block = 8 if chunked else 4                   # sequences per block, not the batch
+    assert all(shape[0] == per_block for shape in calls)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -255,3 +262,65 @@ def test_fast_attention_backward_into_given_arrays(dtype):
     for given_, a, b in zip(given, out, F.attention_backward(dy, cache_text)):
         assert np.shares_memory(given_, a)
         assert floor_error(a, b, dtype) <= TOLERANCE[dtype]
+
+
+causal_problems = st.fixed_dictionaries(dict(
+    lead=st.lists(st.integers(1, 3), min_size=0, max_size=2).map(tuple),
+    H_kv=st.sampled_from([1, 2]), group=st.sampled_from([1, 2]), T=st.integers(1, 12),
+    D=st.integers(1, 6), chunk=st.integers(1, 5), seed=st.integers(0, 2**16),
+    scale=st.sampled_from([0.3, 1.0, 3.0])))
+
+
+@settings(max_examples=60, deadline=None)
+@given(p=causal_problems, dtype=st.sampled_from([np.float64, np.float32]),
+       block=st.sampled_from([None, 30, 200]))
+def test_fast_causal_attention_by_chunks_of_queries_equals_textbook(p, dtype, block):
+    """causal_mask(T) with T over CAUSAL_CHUNK: the queries in chunks, each against
+    the keys it may see; chunks of 1 query, a last chunk shorter than the others."""
+    saved, fast_attention.CAUSAL_CHUNK = fast_attention.CAUSAL_CHUNK, p["chunk"]
+    try:
+        check_causal_chunks(p, dtype, block)
+    finally:
+        fast_attention.CAUSAL_CHUNK = saved
+
+
+def check_causal_chunks(p, dtype, block):
+    rng = np.random.default_rng(p["seed"])
+    H = p["H_kv"] * p["group"]
+    q, k, v, dy = draw(rng, p["lead"], H, p["H_kv"], p["T"], p["T"], p["D"], dtype, p["scale"])
+    mask = F.causal_mask(p["T"])
+    assert (fast_attention._causal_chunks(mask, p["T"], p["T"]) is not None) == (p["T"] > p["chunk"])
+    errors = compare(q, k, v, mask, dy, block)
+    assert max(errors.values()) <= TOLERANCE[dtype], errors
+    if q.ndim > 2:
+        q2, k2, v2, dy2 = (a.reshape(-1, *a.shape[-2:])[0] for a in (q, k, v, dy))
+        errors = compare(q2, k2, v2, mask, dy2)                      # one sequence (q 2-D)
+        assert max(errors.values()) <= TOLERANCE[dtype], errors
+
+
+def test_fast_causal_chunks_only_for_exactly_the_causal_mask(monkeypatch):
+    monkeypatch.setattr(fast_attention, "CAUSAL_CHUNK", 2)
+    chunks = fast_attention._causal_chunks
+    assert chunks(F.causal_mask(5), 5, 5) == ((0, 2), (2, 4), (4, 5))
+    assert chunks(F.causal_mask(2), 2, 2) is None                    # one chunk: the plain path
+    assert chunks(F.causal_mask(5, 7), 5, 7) is None                 # Tq != Tk (a KV cache)
+    assert chunks(None, 5, 5) is None
+    almost = F.causal_mask(5)
+    almost[4, 0] = False                                             # one more masked key
+    assert chunks(almost, 5, 5) is None
+    assert chunks(F.causal_mask(5)[None], 5, 5) is None              # not a shared (T, T) mask
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fast_causal_chunks_fall_back_on_their_own(dtype, monkeypatch):
+    """A score over 60 in one chunk: that chunk alone takes the shifted softmax."""
+    monkeypatch.setattr(fast_attention, "CAUSAL_CHUNK", 3)
+    rng = np.random.default_rng(5)
+    q, k, v, dy = draw(rng, (2,), 2, 2, 8, 8, 4, dtype)
+    key = k[1, 0, 1]
+    q[1, 0, 4] = key * (90.0 * 2 / float(key @ key))                 # query 4 (chunk 1) at 90
+    assert 60 < scores(q, k) < 150
+    calls = count_fallbacks(monkeypatch)
+    errors = compare(q, k, v, F.causal_mask(8), dy)
+    assert max(errors.values()) <= TOLERANCE[dtype], errors
+    assert calls == [(2, 2, 3, 6)]                                   # chunk [3, 6): keys [0, 6)

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 import npfm.fast.embedding as fast_embedding
 import npfm.fast.linear as fast_linear
+import npfm.fast.threads as threads
 import npfm.functional as F
 from floor_compare import TOLERANCE, floor_error
 
@@ -108,3 +109,25 @@ def test_fast_linear_many_rows(dtype):
     dy = rng.standard_normal((4, 128, 200)).astype(dtype)
     errors = compare_linear(x, W, b, dy)
     assert max(errors.values()) <= TOLERANCE[dtype], errors
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fast_linear_backward_products_in_parallel(dtype, monkeypatch):
+    """dx and dW on two threads at once: the same bits as one after the other."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 70, 40)).astype(dtype)
+    W = rng.standard_normal((40, 30)).astype(dtype)
+    b = rng.standard_normal(30).astype(dtype)
+    dy = rng.standard_normal((3, 70, 30)).astype(dtype)
+    saved = threads.set_num_threads(2)
+    try:
+        results = {}
+        for pair_work in (0, 1 << 40):                     # in parallel, then in turn
+            monkeypatch.setattr(fast_linear, "PAIR_WORK", pair_work)
+            results[pair_work] = fast_linear.linear_backward(dy, fast_linear.linear_forward(x, W, b)[1])
+            errors = compare_linear(x, W, b, dy)
+            assert max(errors.values()) <= TOLERANCE[dtype], errors
+    finally:
+        threads.set_num_threads(saved)
+    for a, c in zip(*results.values()):
+        np.testing.assert_array_equal(a, c)

@@ -2,6 +2,7 @@
 
 import multiprocessing
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -12,7 +13,9 @@ from npfm.functional import (attention_backward, attention_forward, causal_mask,
                              gelu_forward, layernorm_backward, layernorm_forward)
 from npfm.gradcheck import check_pair
 from npfm.models.gpt import GPT, preset
-from npfm.fast.threads import map_rows, set_num_threads
+from npfm.fast.threads import map_rows, run_in_parallel, set_num_threads
+import npfm.fast.attention as fast_attention
+import npfm.fast.linear as fast_linear
 
 
 @pytest.fixture
@@ -96,6 +99,34 @@ def test_nested_map_rows_runs_serially_without_deadlock(threads):
     np.testing.assert_array_equal(y, 2.0 * x)
 
 
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_run_in_parallel_returns_each_result_in_order(threads, n_threads):
+    threads(n_threads)
+    a = np.random.default_rng(2).standard_normal((300, 200)).astype(np.float32)
+    calls = [lambda: a @ a.T, lambda: a.T @ a, lambda: 3, lambda: a.sum(axis=0)]
+    results = run_in_parallel(*calls)
+    assert results[2] == 3
+    for got, call in zip(results, calls):
+        np.testing.assert_array_equal(got, call())         # the same bits as a call alone
+
+
+def test_run_in_parallel_passes_on_an_error_and_runs_serially_inside_a_block(threads):
+    threads(2)
+
+    def fail():
+        raise ValueError("bad call")
+
+    with pytest.raises(ValueError, match="bad call"):
+        run_in_parallel(lambda: 1, fail)
+    seen = []
+
+    def block(rows):
+        seen.append(run_in_parallel(lambda: threading.get_ident(), lambda: threading.get_ident()))
+
+    map_rows(block, np.ones((8, 4)), block_elements=4)
+    assert len(seen) == 8 and all(a == b for a, b in seen)   # each block (a row): one thread for both
+
+
 def test_thread_settings_are_checked(monkeypatch):
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ValueError, match="positive integer"):
@@ -176,6 +207,8 @@ def test_gradients_are_right_in_many_blocks(threads, small_blocks):
 
 def test_gpt_training_step_is_identical_with_one_thread_or_two(threads, monkeypatch):
     monkeypatch.setattr(parallel, "BLOCK_ELEMENTS", 256)     # many blocks even at this size
+    monkeypatch.setattr(fast_linear, "PAIR_WORK", 0)         # every Linear's dx and dW in parallel
+    monkeypatch.setattr(fast_attention, "CAUSAL_CHUNK", 5)   # causal queries in chunks (T = 16)
     config = preset("tiny")
     ids = np.random.default_rng(4).integers(0, config.vocab_size, size=(8, config.context))
     grads = []
