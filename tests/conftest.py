@@ -1,9 +1,12 @@
 """The suite on every core: pytest-xdist workers, each on one thread.
 
 ``pip install -e ".[test]"`` brings pytest-xdist, and a plain ``pytest`` then
-runs as ``pytest -n auto``: one worker process per core, each test sent to
-the next free worker. Say ``-n 0`` (or ``-p no:xdist``) for one process, as
-when debugging with ``--pdb``; an explicit ``-n N`` is kept as given.
+runs as ``pytest -n auto --dist worksteal``: one worker process per core;
+each worker starts on its own contiguous share of the tests (so a module's
+expensive fixture is mostly built once) and, when its share is done, takes
+tests from the end of another's (the notebook runs are long and come
+last). Say ``-n 0`` (or ``-p no:xdist``) for one process, as when debugging
+with ``--pdb``; an explicit ``-n N`` is kept as given.
 
 Each worker runs NumPy's OpenBLAS and npfm's row blocks on one thread
 (``OPENBLAS_NUM_THREADS=1``, ``NPFM_NUM_THREADS=1``): two workers that each
@@ -26,12 +29,14 @@ import pytest
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config):
-    """Add ``-n auto`` when pytest-xdist is active and no -n was given (before xdist reads it)."""
+    """Add ``-n auto --dist worksteal`` when xdist is active and no -n was given (before xdist reads it)."""
     if hasattr(config, "workerinput") or not config.pluginmanager.hasplugin("xdist"):
         return
     if config.option.numprocesses is None and not config.getoption("usepdb", False):
         if config.hook.pytest_xdist_auto_num_workers(config=config) > 1:
             config.option.numprocesses = "auto"
+            if config.option.dist == "no":
+                config.option.dist = "worksteal"
 
 
 def pytest_configure(config):
