@@ -35,7 +35,7 @@ def sample_from_logits(logits, rng, temperature=1.0, top_k=None, top_p=None):
     z = np.asarray(logits, dtype=np.float64)                            # (B, K)
     if z.ndim != 2 or z.shape[1] == 0:
         raise ValueError(f"sample_from_logits: logits must be (B, K) with K >= 1, got {z.shape}")
-    if np.isnan(z).any() or not np.isfinite(z.max(axis=1)).all():
+    if not np.isfinite(z.max(axis=1)).all():                            # max is NaN if any entry is
         raise ValueError("sample_from_logits: the logits contain NaN, +inf, or a row with no "
                          "finite entry: the model's weights are probably damaged")
     if temperature == 0:
