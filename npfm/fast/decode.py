@@ -33,8 +33,9 @@ def attention_decode(q, k, v):
     H_kv = k.shape[1]
     qg = q.reshape(B, H_kv, H // H_kv, D) * (1.0 / math.sqrt(D))  # (B, H_kv, R, D)
     s = qg @ k.swapaxes(-1, -2)                                    # (B, H_kv, R, Tk)
-    s -= s.max(axis=-1, keepdims=True)
+    # the ufuncs' reduce, not s.max() / s.sum(): the same C loop without a Python wrapper
+    s -= np.maximum.reduce(s, axis=-1, keepdims=True)
     np.exp(s, out=s)
     y = s @ v                                                      # (B, H_kv, R, D)
-    y /= s.sum(axis=-1, keepdims=True)
+    y /= np.add.reduce(s, axis=-1, keepdims=True)
     return y.reshape(B, H, 1, D)                                   # (B, H, 1, D)
