@@ -11,6 +11,7 @@ Vectorised over rows by inverse-CDF sampling: with u ~ U(0, total), the id
 is the number of entries whose cumulative probability is below u.
 """
 
+import math
 import numbers
 
 import numpy as np
@@ -19,7 +20,7 @@ import numpy as np
 def check_sampling(temperature=1.0, top_k=None, top_p=None):
     """A clear error for a temperature, top_k or top_p that means nothing."""
     if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) \
-            or not np.isfinite(temperature) or temperature < 0:
+            or not math.isfinite(temperature) or temperature < 0:
         raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral)
                               or top_k < 1):

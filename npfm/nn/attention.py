@@ -80,14 +80,14 @@ class KVCache:
 
     def append(self, k, v):
         """k, v: (B, H, T, D) -> all valid keys and values (B, H, length, D)."""
-        T = k.shape[2]
-        if self.length + T > self.v.shape[2]:
+        start, T = self.length, k.shape[2]
+        if start + T > self.v.shape[2]:
             raise ValueError(f"KV cache holds {self.v.shape[2]} positions; "
-                             f"cannot append {T} to {self.length}")
-        self.kT[..., self.length:self.length + T] = k.swapaxes(-1, -2)
-        self.v[:, :, self.length:self.length + T] = v
-        self.length += T
-        return self.kT[..., :self.length].swapaxes(-1, -2), self.v[:, :, :self.length]
+                             f"cannot append {T} to {start}")
+        self.kT[:, :, :, start:start + T] = k.swapaxes(-1, -2)
+        self.v[:, :, start:start + T] = v
+        self.length = end = start + T
+        return self.kT[:, :, :, :end].swapaxes(-1, -2), self.v[:, :, :end]
 
 
 class MultiHeadAttention(Module):
