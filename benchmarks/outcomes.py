@@ -2,6 +2,7 @@
 
     python benchmarks/outcomes.py                          # every model, seeds 0, 1, 2
     python benchmarks/outcomes.py --models clip-digits,gpt --seeds 0,1 --out runs/outcomes
+    python benchmarks/outcomes.py --models gpt --seeds 2 --keep   # add to the table in OUT
 
 For each model and seed the job's commands run one after another as
 ``python -m npfm ...`` (in a fresh process, with this environment: set
@@ -290,11 +291,24 @@ def write_outcomes(records, out, info=None):
     info = machine() if info is None else info
     text = markdown(records, info)
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "outcomes.md"), "w", encoding="utf-8") as f:
-        f.write(text)
-    with open(os.path.join(out, "outcomes.json"), "w", encoding="utf-8") as f:
-        json.dump({"machine": info, "runs": records, "summary": summarise(records)}, f, indent=2)
+    for name, body in (("outcomes.md", text),
+                       ("outcomes.json", json.dumps({"machine": info, "runs": records,
+                                                     "summary": summarise(records)}, indent=2))):
+        path = os.path.join(out, name)
+        with open(path + ".tmp", "w", encoding="utf-8") as f:    # atomic: a crash keeps the last table
+            f.write(body)
+        os.replace(path + ".tmp", path)
     return text
+
+
+def finished_runs(out):
+    """The runs recorded in OUT/outcomes.json that finished ({(model, seed): record}), or {}."""
+    path = os.path.join(out, "outcomes.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        runs = json.load(f)["runs"]
+    return {(r["model"], r["seed"]): r for r in runs if r.get("ok")}
 
 
 # ----- command line --------------------------------------------------------------------
@@ -316,6 +330,10 @@ def main(argv=None):
     p.add_argument("--out", default=os.path.join("runs", "outcomes"))
     p.add_argument("--train-args", default="", help="added to every training command (smoke runs)")
     p.add_argument("--eval-args", default="", help="added to every evaluation command")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the finished runs recorded in OUT/outcomes.json (any model and seed): "
+                        "they are not run again and stay in the table; the table is written "
+                        "after every run, so a sweep stopped half-way loses only the run it was in")
     p.add_argument("--eval-only", action="store_true",
                    help="re-run only the evaluations of the runs in OUT (training times are "
                         "kept from OUT/outcomes.json)")
@@ -331,11 +349,18 @@ def main(argv=None):
         return 2
     out = os.path.abspath(args.out)
     records, earlier = [], {}
+    kept = finished_runs(out) if args.keep and not args.eval_only else {}
+    if kept:
+        print(f"kept from {os.path.join(out, 'outcomes.json')}: "
+              + ", ".join(f"{m} seed {s}" for m, s in kept), flush=True)
+    records.extend(kept.values())
     if args.eval_only and os.path.exists(os.path.join(out, "outcomes.json")):
         with open(os.path.join(out, "outcomes.json"), encoding="utf-8") as f:
             earlier = {(r["model"], r["seed"]): r for r in json.load(f)["runs"]}
     for name in sorted(models, key=ORDER.index):   # a DALL-E run reuses the CLIP of its seed
         for seed in seeds:
+            if (name, seed) in kept:
+                continue
             print(f"{name}, seed {seed} ...", flush=True)
             record = run_job(JOBS[name], seed, out, shlex.split(args.train_args),
                              shlex.split(args.eval_args), eval_only=args.eval_only)
@@ -345,7 +370,9 @@ def main(argv=None):
                 if before is not None and "train" in before["seconds"]:
                     r["seconds"]["train"] = before["seconds"]["train"]
                     r["commands"] = before["commands"][:1] + r["commands"]
+                records = [k for k in records if (k["model"], k["seed"]) != (r["model"], r["seed"])]
                 records.append(r)
+            write_outcomes(records, out)
             shown = ", ".join(f"{k} {_fmt(k, record['figures'].get(k))}"
                               for k in (f.key for f in JOBS[name].figures))
             print(f"  {shown if record['ok'] else record['error']}; "

@@ -102,8 +102,8 @@ def heatmap_canvas(values, row_labels=None, col_labels=None, title="", cell=None
         annotate = True
     if annotate is None:
         annotate = cw >= plot.text_size(fmt.format(-0.99))[0] + 6 and values.dtype != bool
-    rows = [plot._truncate(s, max_chars) for s in row_labels] if row_labels is not None else None
-    cols = [plot._truncate(s, max_chars) for s in col_labels] if col_labels is not None else None
+    rows = [plot.truncate(s, max_chars) for s in row_labels] if row_labels is not None else None
+    cols = [plot.truncate(s, max_chars) for s in col_labels] if col_labels is not None else None
     left = 6 + (max(plot.text_size(s)[0] for s in rows) + 6 if rows else 0)
     top = 6 + (max(plot.text_size(s)[0] for s in cols) + 6 if cols else 0)
     canvas = plot.new_canvas(top + R * cell + 6, left + K * cw + 6)
@@ -122,7 +122,7 @@ def heatmap_canvas(values, row_labels=None, col_labels=None, title="", cell=None
             for c in range(K):
                 text = fmt.format(numbers[r, c]) if texts is None else str(texts[r][c])
                 plot.draw_text_centered(canvas, text, left + c * cw + cw // 2,
-                                        top + r * cell + (cell - CAP_H) // 2, plot._ink_for(colours[r, c]))
+                                        top + r * cell + (cell - CAP_H) // 2, plot.ink_for(colours[r, c]))
     return _title(canvas, title)
 
 
@@ -254,7 +254,7 @@ def error_table(errors, title="relative error, log10", tolerance=1e-6):
         plot.draw_text(canvas, n, left - 6 - plot.text_size(n)[0], y + (cell_h - CAP_H) // 2, BLACK)
         plot.fill_rect(canvas, left, y, left + cell_w, y + cell_h - 1, colours[i])
         plot.draw_text_centered(canvas, f"{values[i]:.1e}", left + cell_w // 2, y + (cell_h - CAP_H) // 2,
-                                plot._ink_for(colours[i]))
+                                plot.ink_for(colours[i]))
         mark, colour = ("ok", (30, 130, 30)) if values[i] <= tolerance else ("BAD", (220, 30, 30))
         plot.draw_text(canvas, mark, left + cell_w + 6, y + (cell_h - CAP_H) // 2, colour)
     if title:

@@ -131,3 +131,32 @@ def test_bad_arguments_give_one_line_and_status_2(capsys):
     assert err.startswith("error: --models: unknown nope") and err.count("\n") == 1
     assert outcomes.main(["--seeds", "0,x"]) == 2
     assert "--seeds" in capsys.readouterr().err
+
+
+def test_keep_runs_only_what_is_missing_and_writes_after_every_run(tmp_path, monkeypatch):
+    out = tmp_path / "o"
+    earlier = [_record("clip", 0, {"shape_acc": 0.99}),                  # another model: kept
+               _record("gpt", 0, {"val_nats_per_byte": 1.50}),
+               _record("gpt", 1, {}, ok=False)]                          # failed: run again
+    outcomes.write_outcomes(earlier, str(out), INFO)
+    ran, tables = [], []
+
+    def fake_run_job(job, seed, outcomes_dir, *args, **kwargs):
+        ran.append((job.name, seed))
+        if os.path.exists(out / "outcomes.json"):
+            runs = json.load(open(out / "outcomes.json"))["runs"]
+            tables.append(sorted((r["model"], r["seed"], r["ok"]) for r in runs))
+        return _record(job.name, seed, {"val_nats_per_byte": 1.40 + seed / 100})
+
+    monkeypatch.setattr(outcomes, "run_job", fake_run_job)
+    monkeypatch.setattr(outcomes, "machine", lambda: INFO)
+    assert outcomes.main(["--models", "gpt", "--seeds", "0,1,2", "--out", str(out), "--keep"]) == 0
+    assert ran == [("gpt", 1), ("gpt", 2)]
+    assert tables[1] == [("clip", 0, True), ("gpt", 0, True), ("gpt", 1, True)]   # written after seed 1
+    runs = {(r["model"], r["seed"]): r for r in json.load(open(out / "outcomes.json"))["runs"]}
+    assert sorted(runs) == [("clip", 0), ("gpt", 0), ("gpt", 1), ("gpt", 2)]
+    assert runs[("gpt", 0)]["figures"] == {"val_nats_per_byte": 1.50}    # kept, not re-run
+    assert runs[("gpt", 1)]["ok"] and not os.path.exists(out / "outcomes.json.tmp")
+    ran.clear()
+    assert outcomes.main(["--models", "gpt", "--seeds", "0", "--out", str(out)]) == 0
+    assert ran == [("gpt", 0)]             # without --keep every run asked for runs again

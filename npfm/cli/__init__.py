@@ -26,12 +26,6 @@ def _gradcheck(args):
     return main(seed=args.seed)
 
 
-def add_reference_flag(parser):
-    """``--reference`` on a training or sampling command: run it on the textbook floor."""
-    parser.add_argument("--reference", action="store_true",
-                        help="run on the textbook floor alone (npfm.functional, no fast kernels)")
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse, with a bad argument reported on one line: ``npfm: error: ...`` (status 2)."""
 

@@ -4,7 +4,7 @@ npfm.tasks.clip (what the model brings to the shared loop), nothing else.
 
 import os
 import numpy as np
-from . import add_reference_flag
+from .flags import add_reference_flag
 from .. import argtypes
 from ..checkpoint import load_checkpoint
 from ..runfolder import check_run_folder

@@ -6,7 +6,7 @@ import json
 import os
 import time
 import numpy as np
-from . import add_reference_flag
+from .flags import add_reference_flag
 from .. import argtypes
 from ..checkpoint import load_checkpoint
 from ..runfolder import check_output_file, check_run_folder

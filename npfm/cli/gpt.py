@@ -11,7 +11,7 @@ import sys
 import numpy as np
 
 from .. import argtypes
-from . import add_reference_flag
+from .flags import add_reference_flag
 from ..checkpoint import load_checkpoint
 from ..models.gpt import GPT, GPTConfig, PRESETS, generate, preset, with_arch
 from ..nn.lora import add_lora, merge_lora

@@ -189,37 +189,63 @@ def reference_data(test, seed, index):
     return record, arrays
 
 
-def _scenario_data(test, inputs, kwargs, rng, index):
-    """A method's test: the harness of grade.SCENARIOS run on the instructor's npfm; a
-    backward's expected gradients come from central differences of the forward."""
+MODULE_SCENARIOS = ("block_backward", "mha_backward", "gpt_backward", "mlm_head_backward")
+
+
+def _module_expected(test, inputs, kwargs, rng, arrays):
+    """A Module's backward: its Parameters moved off their initial values (so that
+    each gain and bias matters), a random upstream gradient, with ``accumulate`` a
+    random gradient already in each grad, and central differences of the forward
+    for the compared gradients. Returns the names of the module's outputs."""
     from ..gradcheck import numerical_gradient
     from .grade import SCENARIOS
     harness = {}
     exec(SCENARIOS, harness)
+    module = harness["make_module"](kwargs)
+    named = list(module.named_parameters())
+    for i, (_, p) in enumerate(named):
+        p.data[...] = p.data + kwargs["perturb"] * rng.standard_normal(p.data.shape)
+        arrays[f"param_{i:03d}"] = p.data.copy()
+    forward = lambda: module.forward(*harness["module_inputs"](arrays, kwargs))   # noqa: E731
+    dy = rng.standard_normal(np.shape(forward()))
+    arrays["dy"] = dy
+    start = [rng.standard_normal(p.data.shape) if kwargs.get("accumulate") else np.zeros(p.data.shape)
+             for _, p in named]
+    if kwargs.get("accumulate"):
+        arrays.update({f"grad_{i:03d}": g for i, g in enumerate(start)})
+    with_dx = harness["has_dx"](kwargs)
+    targets = ([arrays["in_0"]] if with_dx else []) + [p.data for _, p in named]
+    starts = ([0.0] if with_dx else []) + start
+    names = (["dx"] if with_dx else []) + [name for name, _ in named]
+    compare = list(range(len(targets)))
+    if test.compare is not None:
+        compare = compare[test.compare] if isinstance(test.compare, slice) else list(test.compare)
+    for j, c in enumerate(compare):
+        arrays[f"expected_{j}"] = starts[c] + numerical_gradient(forward, targets[c], dy)
+    got = harness["module_backward"](arrays, kwargs)               # the harness agrees with them
+    assert np.allclose(got[compare[0]], arrays["expected_0"], atol=1e-6), test.name
+    return compare, [names[c] for c in compare]
+
+
+def _scenario_data(test, inputs, kwargs, rng, index):
+    """A method's test: the harness of grade.SCENARIOS run on the instructor's npfm; a
+    backward's expected gradients come from central differences of the forward; a
+    scenario judged by a property (``check``) has no expected values."""
+    from .grade import SCENARIOS
     arrays = {f"in_{i}": x for i, x in enumerate(inputs)}
-    if test.concept in ("block_backward", "mha_backward"):
-        kw = kwargs
-        block = harness["make_module"](kw)
-        params = [p for _, p in block.named_parameters()]
-        for i, p in enumerate(params):   # move gains and biases off 1 and 0 so that each matters
-            p.data[...] = p.data + kw["perturb"] * rng.standard_normal(p.data.shape)
-            arrays[f"param_{i:03d}"] = p.data.copy()
-        x = inputs[0].copy()
-        dy = rng.standard_normal(x.shape)
-        arrays["dy"] = dy
-        targets = [x] + [p.data for p in params]
-        names = ["dx"] + [name for name, _ in block.named_parameters()]
-        for j, target in enumerate(targets):
-            arrays[f"expected_{j}"] = numerical_gradient(lambda: block.forward(x), target, dy)
-        compare = list(range(len(targets)))
-        assert np.allclose(harness["module_backward"](arrays, kwargs)[0], arrays["expected_0"], atol=1e-6)
+    if test.concept in MODULE_SCENARIOS:
+        compare, names = _module_expected(test, inputs, kwargs, rng, arrays)
+    elif test.check:
+        compare, names = [], []
     else:
+        harness = {}
+        exec(SCENARIOS, harness)
         out = harness[test.concept](arrays, kwargs)
         arrays["expected_0"] = out[0]
         compare, names = [0], ["w after the steps"]
     record = {
         "name": test.name, "function": test.concept, "module": test.module,
-        "import": import_name(test.module), "concept": test.concept, "check": None,
+        "import": import_name(test.module), "concept": test.concept, "check": test.check,
         "construct": {}, "kind": "scenario", "points": float(test.points), "hidden": test.hidden,
         "visibility": "visible", "compare": compare, "output_names": names,
         "n_inputs": len(inputs), "none_inputs": [], "kwargs": kwargs,
@@ -227,6 +253,8 @@ def _scenario_data(test, inputs, kwargs, rng, index):
         "shapes": _describe(inputs, [f"input {i}" for i in range(len(inputs))], kwargs)
         if not test.hidden else "hidden",
     }
+    if test.timeout:
+        record["timeout"] = float(test.timeout)
     return record, arrays
 
 

@@ -25,12 +25,15 @@ from npfm.gradcheck import check_pair
 
 ASSIGNMENTS = {}
 TOLERANCE = 1e-6
+TRAINING = {}                  # the graded training run of assignment 3, as the grader runs it
+SCENARIOS = ""                 # the grader's harnesses of methods (they hold no solution)
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _module_of(name):
     for module in ("linear", "activations", "layernorm", "softmax", "cross_entropy",
-                   "embedding", "attention", "l2_normalize", "clip_loss", "../data.mlm", "../tokenizers.vq", "../models.dalle"):
+                   "embedding", "attention", "l2_normalize", "clip_loss", "../data.mlm",
+                   "../tokenizers.vq", "../models.dalle", "../models.clip"):
         where = "npfm." + module[3:] if module.startswith("../") else "npfm.functional." + module
         mod = importlib.import_module(where)
         if hasattr(mod, name):
@@ -38,25 +41,38 @@ def _module_of(name):
     raise ValueError(name + " is not a function of npfm.functional")
 
 
-def save(fn):
-    """Write ``fn`` (defined in a notebook cell) over its stub in your copy, and use it now."""
-    mod = _module_of(fn.__name__)
+def save(fn, cls=None):
+    """Write ``fn`` (defined in a notebook cell) over its stub in your copy, and use it now.
+    A method names its class: save(backward, TransformerBlock)."""
+    mod = sys.modules[cls.__module__] if cls is not None else _module_of(fn.__name__)
     source = textwrap.dedent(inspect.getsource(fn))
     source = "".join(line for line in source.splitlines(keepends=True)     # nbgrader's markers
                      if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
+    source = source if source.endswith("\\n") else source + "\\n"
     path = mod.__file__
     text = open(path).read()
-    node = next(n for n in ast.parse(text).body
-                if isinstance(n, ast.FunctionDef) and n.name == fn.__name__)
+    scope = ast.parse(text)
+    if cls is not None:
+        scope = next(n for n in scope.body if isinstance(n, ast.ClassDef) and n.name == cls.__name__)
+    node = next(n for n in scope.body if isinstance(n, ast.FunctionDef) and n.name == fn.__name__)
+    indent = " " * node.col_offset
     lines = text.splitlines(keepends=True)
-    lines[node.lineno - 1:node.end_lineno] = [source if source.endswith("\\n") else source + "\\n"]
+    lines[node.lineno - 1:node.end_lineno] = [textwrap.indent(source, indent)]
     with open(path, "w") as f:
         f.write("".join(lines))
+    tree = ast.parse(source)
+    ast.increment_lineno(tree, node.lineno - 1)             # tracebacks point into the file
+    defined = {}
+    exec(compile(tree, path, "exec"), mod.__dict__, defined)  # its globals: the module's
+    if cls is not None:
+        setattr(cls, fn.__name__, defined[fn.__name__])
+        print("saved " + cls.__name__ + "." + fn.__name__ + " into " + os.path.relpath(path, HERE))
+        return
     stub = getattr(mod, fn.__name__)
-    exec(compile(source, path, "exec"), mod.__dict__)       # its globals: the module's
+    setattr(mod, fn.__name__, defined[fn.__name__])
     for name, other in list(sys.modules.items()):          # every module that imported the stub
         if name.split(".")[0] == "npfm" and getattr(other, fn.__name__, None) is stub:
-            setattr(other, fn.__name__, mod.__dict__[fn.__name__])
+            setattr(other, fn.__name__, defined[fn.__name__])
     print("saved " + fn.__name__ + " into " + os.path.relpath(path, HERE))
 
 
@@ -260,12 +276,86 @@ def c_adamw_steps():
         np.abs(p.data - expected).max() / 1e-1)
 
 
+def _adds_up(module, inputs, dy):
+    """Relative error of a second backward's grads against twice the first's (each
+    backward adds into p.grad: a tied weight's two shares, micro-batches)."""
+    module.forward(*inputs)
+    module.zero_grad()
+    module.backward(dy)
+    once = [p.grad.copy() for p in module.parameters()]
+    module.backward(dy)
+    return max(float(np.abs(p.grad - 2 * g).max() / max(np.abs(g).max(), 1e-12))
+               for p, g in zip(module.parameters(), once))
+
+
+def c_gpt_backward():
+    from npfm.gradcheck import check_module
+    from npfm.models.gpt import GPT, GPTConfig
+    config = GPTConfig(vocab_size=11, context=5, dim=8, n_layers=1, n_heads=2, hidden=12)
+    ids = _rng().integers(0, 11, size=(2, 4))
+    report = check_module(GPT(config, seed=1, dtype=np.float64), ids, seed=1)
+    yield "GPT.backward: one layer, tied head, every Parameter", report.max_error
+    model = GPT(config, seed=2, dtype=np.float64)
+    yield "GPT.backward: adds into the grads (twice gives double)", _adds_up(
+        model, [ids], _rng().standard_normal((2, 4, 11)))
+
+
+def c_gpt_training():
+    harness = {}
+    exec(SCENARIOS, harness)
+    val, losses = harness["gpt_training"]({}, dict(TRAINING, seed=0))
+    yield (f"GPT.backward: training run, validation loss {float(val):.3f} after "
+           f"{TRAINING['steps']} steps (below {TRAINING['target']})"), max(0.0, float(val) - TRAINING["target"])
+
+
+def c_mlm_head_backward():
+    from npfm.core import Parameter
+    from npfm.gradcheck import check_module
+    from npfm.models.bert import BertConfig, MLMHead
+    r = _rng()
+    config = BertConfig(vocab_size=9, dim=6, n_heads=1, eps=1e-5)
+    h, select = r.standard_normal((2, 3, 6)), np.array([[True, False, True], [False, True, True]])
+    head = MLMHead(config, Parameter(r.standard_normal((9, 6))), rng=r, dtype=np.float64)
+    for p in head.parameters():
+        p.data += 0.3 * r.standard_normal(p.shape)
+    for chosen in (None, select):
+        yield f"MLMHead.backward: select {'None' if chosen is None else '(B, T)'}, dh and every Parameter", \
+            check_module(head, h, chosen, seed=1).max_error
+    yield "MLMHead.backward: adds into the grads (twice gives double)", _adds_up(
+        head, [h, select], r.standard_normal((4, 9)))
+
+
+def c_zero_shot_classify():
+    from npfm.models.clip import zero_shot_classify
+    texts = np.array([[10.0, 0.0], [0.0, 0.1], [0.0, 1.0]])    # class 0: two prompts of lengths 10, 0.1
+    predicted, W = zero_shot_classify(np.array([[3.0, 1.0], [1.0, 3.0]]), texts, np.array([0, 0, 1]))
+    yield "zero_shot_classify: class 0's vector is the unit vectors' mean direction", float(
+        np.abs(W - [[np.sqrt(0.5), np.sqrt(0.5)], [0.0, 1.0]]).max())
+    yield "zero_shot_classify: argmax of the cosine similarities", float(np.abs(predicted - [0, 1]).max())
+
+
+def c_zero_shot_properties():
+    from npfm.models.clip import zero_shot_classify
+    r = _rng()
+    images, texts, owner = r.standard_normal((8, 4)), r.standard_normal((7, 4)), np.array([0, 1, 2, 0, 1, 2, 2])
+    predicted, W = zero_shot_classify(images, texts, owner)
+    again, W2 = zero_shot_classify(images * 5, texts * r.uniform(0.1, 10, (7, 1)), owner)
+    yield "zero_shot_classify: unit class vectors", float(np.abs(np.linalg.norm(W, axis=1) - 1).max())
+    yield "zero_shot_classify: unchanged when the embeddings are rescaled", float(
+        np.abs(W2 - W).max() + np.abs(again - predicted).max())
+    own, _ = zero_shot_classify(W, texts, owner)
+    yield "zero_shot_classify: each class vector is classified as its class", float(np.abs(own - np.arange(3)).max())
+
+
 CHECKS = {"linear": c_linear, "relu": c_relu, "gelu": c_gelu, "layernorm": c_layernorm,
           "softmax": c_softmax, "log_softmax": c_log_softmax, "cross_entropy": c_cross_entropy, "embedding": c_embedding,
           "attention": c_attention, "l2_normalize": c_l2_normalize, "clip_loss": c_clip_loss,
           "mask_tokens": c_mask_tokens, "squared_distances": c_squared_distances,
           "nearest_code": c_nearest_code, "kmeans": c_kmeans, "logits_mask": c_logits_mask,
-          "block_backward": c_block_backward, "mha_backward": c_mha_backward, "adamw_steps": c_adamw_steps}
+          "block_backward": c_block_backward, "mha_backward": c_mha_backward, "adamw_steps": c_adamw_steps,
+          "gpt_backward": c_gpt_backward, "gpt_training": c_gpt_training,
+          "mlm_head_backward": c_mlm_head_backward, "zero_shot_classify": c_zero_shot_classify,
+          "zero_shot_properties": c_zero_shot_properties}
 
 
 def cases(number):

@@ -18,8 +18,12 @@ returned; the parent compares. So:
 
 Tolerance policy: relative error (max |a - b| / max(max |a|, max |b|, 1e-8))
 below the autograder's tolerance (1e-6) earns the test's points, else 0; the
-error measured is in the feedback. Public tests' feedback is complete; hidden
-tests show their name, points and passed / failed only.
+error measured is in the feedback. A test judged by a property (``check``:
+MLM masking's statistics, zero-shot invariances, the GPT training run's
+validation loss below its target) earns its points when the property holds.
+Public tests' feedback is complete; hidden tests show their name, points and
+passed / failed only. A test with a time limit of its own (the training run)
+gets the longer of it and the grader's.
 """
 
 import argparse
@@ -49,23 +53,90 @@ def make_module(kw):
         from npfm.nn.attention import MultiHeadAttention
         return MultiHeadAttention(kw["dim"], kw["n_heads"], causal=kw["causal"], rng=rng,
                                   dtype=np.float64)
+    if kw["module"] == "GPT":
+        from npfm.models.gpt import GPT, GPTConfig
+        config = GPTConfig(vocab_size=kw["vocab_size"], context=kw["context"], dim=kw["dim"],
+                           n_layers=kw["n_layers"], n_heads=kw["n_heads"], hidden=kw["hidden"])
+        return GPT(config, seed=kw["seed"], dtype=np.float64)
+    if kw["module"] == "MLMHead":
+        from npfm.core import Parameter
+        from npfm.models.bert import BertConfig, MLMHead
+        config = BertConfig(vocab_size=kw["vocab_size"], dim=kw["dim"], n_heads=1, eps=1e-5)
+        E = Parameter(rng.standard_normal((kw["vocab_size"], kw["dim"])))   # the token embedding
+        return MLMHead(config, E, rng=rng, dtype=np.float64)
     from npfm.nn.block import TransformerBlock
     return TransformerBlock(kw["dim"], kw["n_heads"], kw["hidden"], causal=kw["causal"],
                             norm_first=kw["norm_first"], rng=rng, dtype=np.float64)
 
 
+def has_dx(kw):
+    """Whether the backward returns a gradient of the input (GPT's ids have none)."""
+    return kw["module"] != "GPT"
+
+
+def module_inputs(arrays, kw):
+    """The forward's arguments: in_0, and MLMHead's select (in_1) when there is one."""
+    return [arrays["in_0"]] + ([arrays["in_1"]] if "in_1" in arrays else [])
+
+
 def module_backward(arrays, kw):
-    block = make_module(kw)
-    params = [p for _, p in block.named_parameters()]
+    """(dx, then each Parameter's grad after one forward and one backward). With
+    grad_### arrays, each grad holds that value before the backward, which adds to it."""
+    module = make_module(kw)
+    params = [p for _, p in module.named_parameters()]
     for p, key in zip(params, sorted(k for k in arrays if k.startswith("param_"))):
         p.data[...] = arrays[key]
-    block.forward(arrays["in_0"])
-    block.zero_grad()
-    dx = block.backward(arrays["dy"])
-    return (dx, *[p.grad for p in params])
+    module.forward(*module_inputs(arrays, kw))
+    module.zero_grad()
+    for p, key in zip(params, sorted(k for k in arrays if k.startswith("grad_"))):
+        p.grad[...] = arrays[key]
+    dx = module.backward(arrays["dy"])
+    return ((dx,) if has_dx(kw) else ()) + tuple(p.grad for p in params)
 
 
-block_backward = mha_backward = module_backward
+block_backward = mha_backward = gpt_backward = mlm_head_backward = module_backward
+
+
+def gpt_training(arrays, kw):
+    """Train the tiny GPT with the copy's own code (its GPT, blocks, loss and AdamW)
+    on the standard library in bytes: (validation loss, training losses)."""
+    import numpy as np
+    from npfm.data.corpus import load_corpus
+    from npfm.models.gpt import GPT, preset
+    from npfm.optim import AdamW
+    from npfm.tasks.gpt import GPTTask, encode_corpus
+    from npfm.tokenizers import ByteTokenizer
+    tokenizer = ByteTokenizer()
+    corpus = load_corpus("stdlib", max_bytes=kw["max_bytes"])
+    train_ids, val_ids, _ = encode_corpus(tokenizer, corpus)
+    model = GPT(preset(kw["preset"]), seed=kw["seed"])
+    task = GPTTask(model, tokenizer, train_ids, val_ids, batch_size=kw["batch_size"],
+                   eval_batches=kw["eval_batches"])
+    optimizer = AdamW(model.parameters(), lr=kw["lr"], betas=tuple(kw["betas"]), weight_decay=0.0)
+    rng = np.random.default_rng(kw["seed"])
+    losses = []
+    for _ in range(kw["steps"]):
+        model.zero_grad()
+        loss, _ = task.loss_and_backward(task.train_batch(rng))
+        optimizer.step()
+        losses.append(float(loss))
+    return (np.array(task.evaluate()["val_loss"]), np.array(losses))
+
+
+def zero_shot_properties(arrays, kw):
+    """zero_shot_classify on the inputs; again with every embedding rescaled and the
+    prompts reordered; and on its own class vectors, lengthened, as images."""
+    import numpy as np
+    from npfm.models.clip import zero_shot_classify
+    images, texts, owner = arrays["in_0"], arrays["in_1"], arrays["in_2"]
+    rng = np.random.default_rng(kw["seed"])
+    predicted, W = zero_shot_classify(images, texts, owner)
+    order = rng.permutation(len(owner))
+    image_scale = rng.uniform(0.1, 10.0, size=(len(images), 1))
+    text_scale = rng.uniform(0.1, 10.0, size=(len(texts), 1))
+    again, W_again = zero_shot_classify(images * image_scale, (texts * text_scale)[order], owner[order])
+    own, _ = zero_shot_classify(3.0 * np.asarray(W), texts, owner)
+    return (predicted, W, again, W_again, own)
 
 
 def adamw_steps(arrays, kw):
@@ -285,16 +356,53 @@ def _mlm_replacement(test, arrays, meta, outputs):
     return "\n".join(lines)
 
 
-STATISTICS = {"mlm_selection": _mlm_selection, "mlm_replacement": _mlm_replacement}
+def _gpt_training(test, arrays, meta, outputs):
+    """The training run: the validation loss after the stated steps below the target."""
+    val, losses = _outputs(meta, outputs, 2, "the training run")
+    kw = test["kwargs"]
+    line = (f"validation loss {float(val):.3f} nats after {kw['steps']} steps "
+            f"(training loss {losses[0]:.2f} -> {losses[-1]:.2f}); needed below {kw['target']}")
+    if not (np.isfinite(val) and val < kw["target"]):
+        raise AssertionError(line)
+    return line + ": ok"
+
+
+def _zero_shot_properties(test, arrays, meta, outputs):
+    """Rescaling embeddings and reordering prompts change nothing; W has unit rows;
+    each class vector (as an image) is classified as its own class."""
+    predicted, W, again, W_again, own = _outputs(meta, outputs, 5, "zero_shot_classify")
+    K = int(arrays["in_2"].max()) + 1
+    N, E = arrays["in_0"].shape
+    if predicted.shape != (N,) or W.shape != (K, E) or own.shape != (K,):
+        raise AssertionError(f"wrong shapes: predicted {predicted.shape}, W {W.shape}; expected "
+                             f"({N},) and ({K}, {E})")
+    tolerance = test["tolerance"]
+    lengths = rel_error(np.sqrt((W.astype(np.float64) ** 2).sum(axis=1)), np.ones(K))
+    moved = rel_error(W_again, W)
+    for bad, what in ((lengths >= tolerance, f"the class vectors' lengths differ from 1 by {lengths:.2e}"),
+                      (moved >= tolerance, f"W changed by {moved:.2e} when the embeddings were "
+                                           "rescaled and the prompts reordered"),
+                      (not np.array_equal(again, predicted), "the predictions changed when the "
+                                                             "embeddings were rescaled"),
+                      (not np.array_equal(own, np.arange(K)), "a class vector, as an image, was "
+                                                              "not classified as its own class")):
+        if bad:
+            raise AssertionError(what)
+    return f"lengths {lengths:.1e}, W moved {moved:.1e}, predictions unchanged: ok"
+
+
+STATISTICS = {"mlm_selection": _mlm_selection, "mlm_replacement": _mlm_replacement,
+              "gpt_training": _gpt_training, "zero_shot_properties": _zero_shot_properties}
 
 
 def judge(test, meta, outputs, expected, tolerance, arrays=None):
     """(passed, feedback) for one test's outputs against the expected arrays."""
     if meta["status"] != "ok":
         return False, meta["message"]
-    if test["kind"] == "statistics":
+    if test.get("check"):
         try:
-            return True, STATISTICS[test["check"]](test, arrays, meta, outputs)
+            return True, STATISTICS[test["check"]](dict(test, tolerance=tolerance), arrays, meta,
+                                                   outputs)
         except AssertionError as e:
             return False, str(e)
     kinds = meta["outputs"]
@@ -350,7 +458,8 @@ def grade(student_dir, autograder, timeout=None, jobs=2):
                                      "kwargs", "input_names", "function", "construct")}
         if test["kind"] == "scenario":
             spec["scenarios"] = SCENARIOS
-        meta, outputs, _ = run_child(student, spec, send, timeout)
+        limit = max(timeout, test.get("timeout", 0))         # a training run has its own
+        meta, outputs, _ = run_child(student, spec, send, limit)
         passed, feedback = judge(test, meta, outputs, expected, config["tolerance"], arrays)
         shown = feedback if not test["hidden"] else ("passed" if passed else "failed")
         if not test["hidden"]:

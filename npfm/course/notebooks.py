@@ -23,8 +23,9 @@ import inspect
 import json
 import os
 
-from .assignments import file_path, import_name
+from .assignments import TRAINING, file_path, import_name
 from .build_texts import COURSEWORK, README, TEST_PUBLIC
+from .grade import SCENARIOS
 
 
 def _cell(kind, text, **metadata):
@@ -44,36 +45,38 @@ def _notebook(cells):
 
 
 def _function_parts(module, name):
-    """(header with docstring, body) of npfm/functional/<module>.py's function ``name``."""
+    """(header with docstring, body, the module's docstring) of the function ``name``
+    of ``module``; a method ("Class.method") comes dedented, as a cell defines it."""
     import importlib
     mod = importlib.import_module(import_name(module))
     text = inspect.getsource(mod)
     lines = text.splitlines(keepends=True)
-    node = next(n for n in ast.parse(text).body if isinstance(n, ast.FunctionDef) and n.name == name)
-    doc_end = node.body[0].end_lineno
-    return "".join(lines[node.lineno - 1:doc_end]), "".join(lines[doc_end:node.end_lineno]), \
-        ast.get_docstring(ast.parse(text)) or ""
+    tree = ast.parse(text)
+    scope, _, name = name.rpartition(".")
+    if scope:
+        tree = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == scope)
+    node = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
+    doc_end = node.body[0].end_lineno if ast.get_docstring(node) is not None else node.body[0].lineno - 1
+    header, body = "".join(lines[node.lineno - 1:doc_end]), "".join(lines[doc_end:node.end_lineno])
+    if scope:                                       # a method: dedent it by its own indent
+        indent = " " * node.col_offset
+        header, body = ("".join(line[len(indent):] if line.startswith(indent) else line
+                                for line in part.splitlines(keepends=True))
+                        for part in (header, body))
+    return header, body, ast.get_docstring(ast.parse(text)) or ""
 
 
-def _method_cell(module, qualname, solutions):
-    """A method is written in its file (a cell cannot replace it in its class)."""
+def _class_doc(module, cls):
     import importlib
-    import textwrap
-    cls, name = qualname.split(".")
-    method = getattr(getattr(importlib.import_module(import_name(module)), cls), name)
-    text = (f"## `{qualname}` in `{file_path(module)}`\n\nOpen the file and write the method "
-            f"there; what it must do:\n\n```\n{inspect.getdoc(method) or inspect.getdoc(getattr(importlib.import_module(import_name(module)), cls))}\n```\n")
-    if solutions:
-        text += ("\nThe instructor's version:\n\n```python\n"
-                 + textwrap.dedent(inspect.getsource(method)) + "```\n")
-    return _cell("markdown", text)
+    return inspect.getdoc(getattr(importlib.import_module(import_name(module)), cls)) or ""
 
 
 def _assignment_notebook(a, solutions):
     cells = [_cell("markdown", f"# Assignment {a.number}: {a.title}\n\n"
                    "Write each function in the cell below its derivation, then run the cell: "
                    "`coursework.save` puts your function into your copy "
-                   "(`npfm/functional/<module>.py`), which is what the grader reads. "
+                   "(`npfm/functional/<module>.py`, or the file of its class for a method), "
+                   "which is what the grader reads. "
                    "The last cell runs this assignment's public checks.\n\n"
                    f"The grader runs hidden tests as well ({a.points:g} points in all): "
                    "each backward against float64 central differences on shapes you do not see, "
@@ -82,21 +85,30 @@ def _assignment_notebook(a, solutions):
     cells.append(_cell("code", "import numpy as np\n\nimport coursework\nimport npfm"))
     seen = set()
     for module, name in a.functions:
-        if "." in name:                               # a method: written in its file
-            cells.append(_method_cell(module, name, solutions))
-            continue
         header, body, module_doc = _function_parts(module, name)
         if module not in seen:
             seen.add(module)
             cells.append(_cell("markdown", f"## `{file_path(module)}`\n\n```\n{module_doc}\n```"))
+        cls, _, method = name.rpartition(".")
+        if cls:
+            cells.append(_cell("markdown", f"### `{name}`\n\nThe class it belongs to:\n\n```\n"
+                               f"{_class_doc(module, cls)}\n```\n"))
         if solutions:
             code = (header + "    ### BEGIN SOLUTION\n" + body.rstrip("\n") + "\n"
                     "    ### END SOLUTION\n")
         else:
             code = header + "    # YOUR CODE HERE\n    raise NotImplementedError()\n"
+        if cls:                                     # a method: save it into its class
+            code = (f"from {import_name(module)} import {cls}\n\n\n" + code
+                    + f"\n\ncoursework.save({method}, {cls})")
+        else:
+            code += f"\n\ncoursework.save({name})"
         meta = {"nbgrader": {"grade": False, "solution": True, "locked": False,
-                             "grade_id": f"a{a.number}_{name}", "schema_version": 3}}
-        cells.append(_cell("code", code + f"\n\ncoursework.save({name})", **meta))
+                             "grade_id": f"a{a.number}_{name.replace('.', '_')}", "schema_version": 3}}
+        cells.append(_cell("code", code, **meta))
+    graded = "\n".join(f"- {t.name} ({t.points:g} {'point' if t.points == 1 else 'points'}, "
+                        f"{'hidden' if t.hidden else 'public'})" for t in a.tests)
+    cells.append(_cell("markdown", f"## What is graded\n\n{graded}"))
     cells.append(_cell("markdown", "## Check\n\nThe public checks: your backward against "
                        "central differences of your forward, and properties of the forward."))
     cells.append(_cell("code", f"assert coursework.check({a.number})"))
@@ -108,7 +120,9 @@ def write_student_files(student, chosen):
     os.makedirs(os.path.join(student, "tests"), exist_ok=True)
     concepts = {a.number: a.concepts for a in chosen}
     with open(os.path.join(student, "coursework.py"), "w") as f:
-        f.write(COURSEWORK.replace("ASSIGNMENTS = {}", f"ASSIGNMENTS = {concepts!r}"))
+        f.write(COURSEWORK.replace("ASSIGNMENTS = {}", f"ASSIGNMENTS = {concepts!r}")
+                .replace("TRAINING = {}", f"TRAINING = {TRAINING!r}")
+                .replace('SCENARIOS = ""', f"SCENARIOS = r'''{SCENARIOS}'''"))
     with open(os.path.join(student, "tests", "test_public.py"), "w") as f:
         f.write(TEST_PUBLIC)
     listing = "\n".join(f"- Assignment {a.number} ({a.points:g} points): {a.title}. Write "

@@ -35,7 +35,7 @@ import re
 
 import numpy as np
 
-from ..tokenizers.wordpiece import pack_pair, truncate_longest_first
+from ..tokenizers.bert_pairs import pack_pair, truncate_longest_first
 from .sources import pydoc_documents, read_text
 
 IGNORE_INDEX = -100

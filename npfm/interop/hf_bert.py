@@ -200,7 +200,7 @@ def from_pretrained(directory, dtype=np.float32):
     if missing:
         raise FileNotFoundError(f"from_pretrained: {directory!r} lacks {', '.join(missing)} "
                                 f"(a BERT checkpoint needs {', '.join(REQUIRED_FILES)})")
-    config = BertConfig.from_hf_config(_read_json(os.path.join(directory, "config.json")))
+    config = config_from_hf(_read_json(os.path.join(directory, "config.json")))
     tokenizer = load_hf_tokenizer(directory)
     if tokenizer.vocab_size != config.vocab_size:
         raise ValueError(f"from_pretrained: vocab.txt has {tokenizer.vocab_size} tokens but "
@@ -290,7 +290,7 @@ def from_pretrained_mlm(directory, dtype=np.float32):
     from ..safetensors import load_safetensors
     directory = _check_directory(directory, REQUIRED_FILES)
     config_path = os.path.join(directory, "config.json")
-    config = BertConfig.from_hf_config(_read_json(config_path))
+    config = config_from_hf(_read_json(config_path))
     tokenizer = load_hf_tokenizer(directory)
     if tokenizer.vocab_size != config.vocab_size:
         raise ValueError(f"{os.path.join(directory, 'vocab.txt')} has {tokenizer.vocab_size} "
@@ -307,6 +307,34 @@ def from_pretrained_mlm(directory, dtype=np.float32):
                       "initialisation", stacklevel=2)
     model.load_state_dict({k: v.astype(dtype) for k, v in state.items()}, strict=False)
     return model.eval(), tokenizer
+
+
+def config_from_hf(d):
+    """A Hugging Face ``config.json`` (model_type "bert") as a BertConfig."""
+    if not isinstance(d, dict):
+        raise TypeError(f"config_from_hf expects a dict, got {type(d).__name__}")
+    if d.get("model_type", "bert") != "bert":
+        raise ValueError(f"config.json: model_type {d.get('model_type')!r} is not supported "
+                         "(only 'bert': RoBERTa and DistilBERT lay out their weights "
+                         "differently)")
+    act = d.get("hidden_act", "gelu")
+    if act != "gelu":
+        raise ValueError(f"config.json: hidden_act {act!r} is not supported (only 'gelu', "
+                         "the exact erf GELU of BERT)")
+    if d.get("position_embedding_type", "absolute") != "absolute":
+        raise ValueError(f"config.json: position_embedding_type "
+                         f"{d['position_embedding_type']!r} is not supported (only 'absolute')")
+    needed = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+              "intermediate_size", "max_position_embeddings")
+    missing = [k for k in needed if k not in d]
+    if missing:
+        raise ValueError(f"config.json lacks {missing}")
+    return BertConfig(vocab_size=d["vocab_size"], max_len=d["max_position_embeddings"],
+                      type_vocab_size=d.get("type_vocab_size", 2), dim=d["hidden_size"],
+                      n_layers=d["num_hidden_layers"], n_heads=d["num_attention_heads"],
+                      hidden=d["intermediate_size"], dropout=d.get("hidden_dropout_prob", 0.1),
+                      eps=d.get("layer_norm_eps", 1e-12),
+                      init_std=d.get("initializer_range", 0.02))
 
 
 def config_to_hf(config: BertConfig, tokenizer, dtype=np.float32):

@@ -1,5 +1,6 @@
-"""BERT: a bidirectional transformer encoder, its pre-training heads, its
-fine-tuning heads, and a loader for Hugging Face BERT checkpoints.
+"""BERT: a bidirectional transformer encoder, its pre-training heads and its
+fine-tuning heads. (Hugging Face checkpoints are read and written by
+``npfm.interop.hf_bert``; sentence embeddings are ``npfm.models.sentence_embeddings``.)
 
 Forward, for token ids, segment ids and an attention mask, all (B, T):
 
@@ -34,7 +35,6 @@ limit and warn, as Hugging Face's tokenizers do with ``truncation=True``.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -47,9 +47,10 @@ from ..nn.dropout import Dropout
 from ..nn.embedding import Embedding
 from ..nn.layernorm import LayerNorm
 from ..fast import pair
-from ..functional.l2_normalize import l2_normalize_forward
 from ..nn.linear import Linear
 from ..nn.positional import PositionalEmbedding
+# They lived here before; ``from npfm.models.bert import sentence_embeddings`` still works.
+from .sentence_embeddings import encode_texts, mean_pool, sentence_embeddings  # noqa: F401
 
 IGNORE_INDEX = -100
 
@@ -82,35 +83,6 @@ class BertConfig(ConfigMixin):
                              f"n_heads {self.n_heads}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"BertConfig: dropout must be in [0, 1), got {self.dropout}")
-
-
-    @classmethod
-    def from_hf_config(cls, d):
-        """A Hugging Face ``config.json`` (model_type "bert") as a BertConfig."""
-        if not isinstance(d, dict):
-            raise TypeError(f"BertConfig.from_hf_config expects a dict, got {type(d).__name__}")
-        if d.get("model_type", "bert") != "bert":
-            raise ValueError(f"config.json: model_type {d.get('model_type')!r} is not supported "
-                             "(only 'bert': RoBERTa and DistilBERT lay out their weights "
-                             "differently)")
-        act = d.get("hidden_act", "gelu")
-        if act != "gelu":
-            raise ValueError(f"config.json: hidden_act {act!r} is not supported (only 'gelu', "
-                             "the exact erf GELU of BERT)")
-        if d.get("position_embedding_type", "absolute") != "absolute":
-            raise ValueError(f"config.json: position_embedding_type "
-                             f"{d['position_embedding_type']!r} is not supported (only 'absolute')")
-        needed = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                  "intermediate_size", "max_position_embeddings")
-        missing = [k for k in needed if k not in d]
-        if missing:
-            raise ValueError(f"config.json lacks {missing}")
-        return cls(vocab_size=d["vocab_size"], max_len=d["max_position_embeddings"],
-                   type_vocab_size=d.get("type_vocab_size", 2), dim=d["hidden_size"],
-                   n_layers=d["num_hidden_layers"], n_heads=d["num_attention_heads"],
-                   hidden=d["intermediate_size"], dropout=d.get("hidden_dropout_prob", 0.1),
-                   eps=d.get("layer_norm_eps", 1e-12),
-                   init_std=d.get("initializer_range", 0.02))
 
 
 PRESETS = {
@@ -389,67 +361,3 @@ class BertForTokenClassification(Module):
 
     def backward(self, dlogits):
         return self.bert.backward(self.classifier.backward(dlogits))
-
-
-# ----- sentence embeddings --------------------------------------------------------------------
-
-def mean_pool(h, attention_mask):
-    """The average of h over the real positions: sum_t m_t h_t / max(sum_t m_t, 1e-9).
-
-    h: (B, T, C)   attention_mask: (B, T) 0/1   ->   (B, C)
-    """
-    m = np.asarray(attention_mask).astype(h.dtype)[:, :, None]       # (B, T, 1)
-    return (h * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)     # (B, C)
-
-
-def encode_texts(tokenizer, texts, max_len, who="encode_texts"):
-    """(ids, segments, attention_mask) (B, T) for single texts, padded to the longest.
-
-    A text longer than ``max_len`` tokens (with [CLS] and [SEP]) is truncated
-    with a warning.
-    """
-    if isinstance(texts, str):
-        texts = [texts]
-    texts = list(texts)
-    if not texts:
-        raise ValueError(f"{who}: no text given")
-    for t in texts:
-        if not isinstance(t, str):
-            raise TypeError(f"{who}: texts must be str, got {type(t).__name__}")
-    lengths = [len(tokenizer.encode(t)) + 2 for t in texts]
-    too_long = [i for i, n in enumerate(lengths) if n > max_len]
-    if too_long:
-        warnings.warn(f"{who}: {len(too_long)} text(s) longer than {max_len} tokens "
-                      f"(the first has {lengths[too_long[0]]}) truncated to {max_len}",
-                      stacklevel=3)
-    return tokenizer.encode_batch(texts, max_len=min(max(lengths), max_len))
-
-
-def sentence_embeddings(model: BertModel, tokenizer, sentences, max_len=None, batch_size=32):
-    """Sentence embeddings as sentence-transformers makes them: the encoder's
-    output mean-pooled over the real tokens, then L2-normalised.
-
-    sentences: a list of str (or one str). max_len: truncation length
-    (default: ``model.max_seq_length`` if set by ``from_pretrained``, else
-    the position table). Returns (N, C), unit rows.
-    """
-    if isinstance(sentences, str):
-        sentences = [sentences]
-    sentences = list(sentences)
-    if not sentences:
-        raise ValueError("sentence_embeddings: no sentence given")
-    limit = getattr(model, "max_seq_length", model.config.max_len) if max_len is None else max_len
-    limit = min(limit, model.config.max_len)
-    was_training = model.training
-    model.eval()
-    out = []
-    for start in range(0, len(sentences), batch_size):
-        ids, segments, mask = encode_texts(tokenizer, sentences[start:start + batch_size], limit,
-                                           who="sentence_embeddings")
-        h = model.forward(ids, segments, mask)                       # (B, T, C)
-        out.append(l2_normalize_forward(mean_pool(h, mask))[0])      # (B, C) unit rows
-    model.train(was_training)
-    return np.concatenate(out)                                       # (N, C)
-
-
-# ----- loading a Hugging Face checkpoint -----------------------------------------------------

@@ -315,13 +315,41 @@ class CLIP(Module):
 
 # ----- using a trained CLIP -------------------------------------------------------------
 
+def zero_shot_classify(image_emb, text_emb, owner):
+    """Zero-shot classification with template ensembling (CLIP's prompt ensembling).
+
+    Each class k has several prompts ("a photo of a {}", "a drawing of a {}", ...),
+    embedded by the text tower; its class vector is the direction of their mean
+    once each is of unit length, and an image belongs to its most similar class:
+
+        u(v) = v / |v|
+        W_k = u( mean over prompts p of class k of u(t_p) )      (K, E), unit rows
+        scores = u(image_emb) @ W^T                              (N, K) cosines
+        predicted = argmax_k scores                              (N,)
+
+    Averaging unit vectors gives each prompt one vote; averaging the raw ones
+    would let the longest embeddings decide.
+
+    image_emb: (N, E)   text_emb: (P, E), one row per prompt, of any length
+    owner: (P,) int, the class of each prompt (every class 0 .. K-1 has one)
+    -> predicted (N,) int64, W (K, E)
+    """
+    K = int(owner.max()) + 1
+    unit_texts = l2_normalize_forward(text_emb)[0]                               # (P, E)
+    W = np.zeros((K, text_emb.shape[1]), text_emb.dtype)                          # (K, E)
+    np.add.at(W, owner, unit_texts)                                               # sums: the mean's direction
+    W = l2_normalize_forward(W)[0]                                                # (K, E)
+    scores = l2_normalize_forward(image_emb)[0] @ W.T                             # (N, K)
+    return scores.argmax(axis=1).astype(np.int64), W
+
+
 def zero_shot_classifier(model: CLIP, tokenizer, class_prompts):
     """One unit vector per class from its prompts: template ensembling.
 
     class_prompts: a list (one entry per class) of lists of prompt strings,
     e.g. [["a photo of a circle", "a circle"], ["a photo of a square", ...]].
     Each class vector is the mean of its prompts' unit text embeddings,
-    renormalised to length 1 (CLIP's prompt ensembling).
+    renormalised to length 1 (zero_shot_classify's W).
     Returns W (K, E): image class scores are encode_images(x) @ W.T.
     """
     if not class_prompts or any(not prompts for prompts in class_prompts):
@@ -330,9 +358,7 @@ def zero_shot_classifier(model: CLIP, tokenizer, class_prompts):
     counts = [len(prompts) for prompts in class_prompts]
     emb = model.encode_texts(tokenizer.encode_batch(texts, model.config.context))   # (sum, E)
     owner = np.repeat(np.arange(len(counts)), counts)                             # class of each prompt
-    W = np.zeros((len(counts), emb.shape[1]), emb.dtype)                          # (K, E)
-    np.add.at(W, owner, emb)
-    return l2_normalize_forward(W)[0]
+    return zero_shot_classify(emb[:0], emb, owner)[1]                             # no images: W alone
 
 
 def zero_shot_accuracy(model: CLIP, classifier, images, labels):

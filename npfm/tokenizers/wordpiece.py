@@ -3,17 +3,9 @@
 Tokenizing is two steps.
 
 1. **Basic tokenization** cuts text into words, exactly as BERT's
-   ``BasicTokenizer`` does:
-
-   * clean: drop NUL, U+FFFD and control characters; every whitespace
-     character (tab, newline, Unicode category Zs) becomes a space;
-   * put spaces around each CJK ideograph, so each one is a word;
-   * split on whitespace; lower-case each word (if ``lowercase``) and strip
-     accents (decompose to NFD and drop the combining marks, category Mn);
-   * split each word on punctuation: every punctuation character is a word
-     of its own. BERT counts as punctuation the ASCII ranges 33-47, 58-64,
-     91-96 and 123-126 (so ``$ + < = > ^ ` | ~`` are punctuation although
-     Unicode calls them symbols) and every character of category P*.
+   ``BasicTokenizer`` does (``npfm.tokenizers.bert_basic``): clean the text,
+   put CJK ideographs apart, lower-case and strip accents, and split off each
+   punctuation character.
 
        "Héllo, World!"  ->  ["hello", ",", "world", "!"]
 
@@ -32,133 +24,28 @@ Decoding joins tokens with spaces and glues each ``##`` piece to the token
 before it, so ``decode(encode(text))`` is the basic tokens joined by spaces
 (for text without unknown words).
 
-BERT's inputs hold one or two segments:
-
-    [CLS] a1 a2 a3 [SEP] b1 b2 [SEP] [PAD] [PAD]
-    segment   0  0  0  0   0  1  1   1     0     0
-    attention 1  1  1  1   1  1  1   1     0     0
-
-When the pair is longer than the budget, tokens are cut from the end of the
-longer segment, one at a time ("longest first", as Hugging Face does).
-
-Training (``WordPieceTokenizer.train``) learns a vocabulary from a corpus: the
-special tokens, every character seen (as a word start ``c`` and as a
-continuation ``##c``), then pieces made by merging the most frequent adjacent
-pair of pieces, as in BPE. (Google's WordPiece picks the pair that most raises
-the corpus likelihood, freq(ab) / (freq(a) freq(b)); Hugging Face's
-``WordPieceTrainer`` merges by frequency, as here.) Only the vocabulary is
-kept: encoding uses the greedy longest match above, not the merges.
+``encode_pair`` lays out BERT's input of one or two segments,
+``[CLS] a [SEP] b [SEP]`` with segment ids and an attention mask
+(``npfm.tokenizers.bert_pairs``). ``WordPieceTokenizer.train`` learns a
+vocabulary from a corpus by frequency merges (``npfm.tokenizers.wordpiece_vocab``).
 """
 
 from __future__ import annotations
 
-import heapq
 import json
-import unicodedata
-from collections import Counter, defaultdict
+from collections import Counter
 
 import numpy as np
 
 from ..core import check_ids
-
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-CONTINUATION = "##"
+from .bert_basic import basic_tokenize
+from .bert_pairs import pack_pair, truncate_longest_first
+from .wordpiece_vocab import CONTINUATION, SPECIAL_TOKENS, learn_wordpiece_vocab
 
 # Encoding remembers the pieces of words it has seen; past this many the
 # memory is cleared, so encoding a huge text cannot grow it without bound.
 CACHE_SIZE = 100_000
 
-
-# ----- basic tokenization ----------------------------------------------------
-
-def is_whitespace(char):
-    """Space, tab, newline, carriage return, or Unicode category Zs."""
-    return char in " \t\n\r" or unicodedata.category(char) == "Zs"
-
-
-def is_control(char):
-    """A control character (category C*) other than tab, newline, carriage return."""
-    if char in "\t\n\r":
-        return False
-    return unicodedata.category(char).startswith("C")
-
-
-def is_punctuation(char):
-    """BERT's punctuation: the non-alphanumeric printable ASCII, or category P*."""
-    cp = ord(char)
-    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
-        return True
-    return unicodedata.category(char).startswith("P")
-
-
-def is_cjk(char):
-    """A CJK Unified Ideograph (the blocks BERT treats as one word per character).
-
-    Hiragana, Katakana and Hangul are not in these blocks: they are written
-    with spaces (Korean) or stay whole words (Japanese kana).
-    """
-    cp = ord(char)
-    return (0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF
-            or 0x20000 <= cp <= 0x2A6DF or 0x2A700 <= cp <= 0x2B73F
-            or 0x2B740 <= cp <= 0x2B81F or 0x2B820 <= cp <= 0x2CEAF
-            or 0xF900 <= cp <= 0xFAFF or 0x2F800 <= cp <= 0x2FA1F)
-
-
-def clean_text(text):
-    """Drop NUL, U+FFFD and control characters; every whitespace becomes a space."""
-    out = []
-    for char in text:
-        if char == "\0" or char == "\ufffd" or is_control(char):
-            continue
-        out.append(" " if is_whitespace(char) else char)
-    return "".join(out)
-
-
-def space_cjk(text):
-    """Put a space on both sides of every CJK ideograph."""
-    return "".join(f" {char} " if is_cjk(char) else char for char in text)
-
-
-def remove_accents(word):
-    """'café' -> 'cafe': decompose (NFD) and drop the combining marks (Mn)."""
-    return "".join(c for c in unicodedata.normalize("NFD", word)
-                   if unicodedata.category(c) != "Mn")
-
-
-def split_on_punctuation(word):
-    """'don't!' -> ['don', "'", 't', '!']: each punctuation character alone."""
-    pieces, current = [], []
-    for char in word:
-        if is_punctuation(char):
-            if current:
-                pieces.append("".join(current))
-                current = []
-            pieces.append(char)
-        else:
-            current.append(char)
-    if current:
-        pieces.append("".join(current))
-    return pieces
-
-
-def basic_tokenize(text, lowercase=True, strip_accents=None):
-    """BERT's BasicTokenizer: clean, space CJK, lower-case, strip accents, split.
-
-    strip_accents: None follows ``lowercase`` (as BERT does); True or False forces it.
-    """
-    if strip_accents is None:
-        strip_accents = lowercase
-    words = []
-    for word in space_cjk(clean_text(text)).split():
-        if lowercase:
-            word = word.lower()
-        if strip_accents:
-            word = remove_accents(word)
-        words.extend(split_on_punctuation(word))
-    return words
-
-
-# ----- WordPiece -------------------------------------------------------------
 
 def wordpiece_word(word, vocab, unk_token="[UNK]", max_chars_per_word=100):
     """Greedy longest-match-first pieces of one word: ['un', '##aff', '##able'].
@@ -184,51 +71,6 @@ def wordpiece_word(word, vocab, unk_token="[UNK]", max_chars_per_word=100):
         pieces.append(piece)
         start = end
     return pieces
-
-
-def truncate_longest_first(a, b, budget):
-    """Cut tokens from the end of the longer of ``a`` and ``b`` until len(a) + len(b) <= budget.
-
-    On a tie the second sequence loses a token (as Hugging Face does). Works
-    on lists or 1-D arrays; ``b`` may be None. Returns (a, b).
-    """
-    if budget < 0:
-        raise ValueError(f"truncate_longest_first: budget must be >= 0, got {budget}")
-    n_a = len(a)
-    n_b = 0 if b is None else len(b)
-    while n_a + n_b > budget:
-        if n_a > n_b:
-            n_a -= 1
-        else:
-            n_b -= 1
-    return a[:n_a], (None if b is None else b[:n_b])
-
-
-def pack_pair(a, b, max_len, cls_id, sep_id, pad_id):
-    """Lay out ``[CLS] a [SEP] b [SEP]`` (or ``[CLS] a [SEP]``) padded to ``max_len``.
-
-    a, b: sequences of ids, already short enough (b may be None).
-    Returns (ids, segment_ids, attention_mask), each an int32 array (T,)
-    with T = max_len: segment 0 through the first [SEP], 1 after it;
-    attention 1 on real tokens, 0 on padding.
-    """
-    n_a = len(a)
-    n_b = 0 if b is None else len(b)
-    n = n_a + 2 + (0 if b is None else n_b + 1)
-    if n > max_len:
-        raise ValueError(f"pack_pair: {n} tokens do not fit in max_len={max_len}; truncate first")
-    ids = np.full(max_len, pad_id, dtype=np.int32)                 # (T,)
-    ids[0] = cls_id
-    ids[1:1 + n_a] = a
-    ids[1 + n_a] = sep_id
-    segments = np.zeros(max_len, dtype=np.int32)                   # (T,)
-    if b is not None:
-        ids[2 + n_a:2 + n_a + n_b] = b
-        ids[2 + n_a + n_b] = sep_id
-        segments[2 + n_a:n] = 1
-    attention_mask = np.zeros(max_len, dtype=np.int32)             # (T,)
-    attention_mask[:n] = 1
-    return ids, segments, attention_mask
 
 
 class WordPieceStreamDecoder:
@@ -552,79 +394,3 @@ class WordPieceTokenizer:
 
     def __repr__(self):
         return (f"WordPieceTokenizer(vocab_size={self.vocab_size}, lowercase={self.lowercase})")
-
-
-def learn_wordpiece_vocab(word_counts, vocab_size, min_frequency=2):
-    """A WordPiece vocabulary learned by frequency merges over word pieces.
-
-    word_counts: {word: count} after basic tokenization.
-
-    Each word starts as its characters, the first plain and the rest with
-    ``##`` ("low" -> l ##o ##w). Then, repeatedly, the adjacent pair (x, y)
-    that occurs most often in the corpus (ties: the smallest pair as strings)
-    is merged into the piece xy (x ##y -> x + y without its ##): it joins the
-    vocabulary and replaces each occurrence of the pair. This stops when the
-    vocabulary is full or no pair occurs ``min_frequency`` times.
-
-    Fast because it works on unique words with their counts, and after a merge
-    recounts only the words that held the merged pair (an index maps each pair
-    to its words); a heap yields the most frequent pair, skipping stale entries.
-    """
-    chars = sorted({c for word in word_counts for c in word})
-    alphabet = chars + [CONTINUATION + c for c in chars]
-    n_base = len(SPECIAL_TOKENS) + len(alphabet)
-    if vocab_size < n_base:
-        raise ValueError(f"learn_wordpiece_vocab: vocab_size={vocab_size} is smaller than the "
-                         f"{len(SPECIAL_TOKENS)} special tokens plus the {len(alphabet)} "
-                         f"characters seen (as c and ##c)")
-    vocab = list(SPECIAL_TOKENS) + alphabet
-    in_vocab = set(vocab)
-
-    words = [[w[0]] + [CONTINUATION + c for c in w[1:]] for w in word_counts]
-    counts = list(word_counts.values())
-    pair_counts = defaultdict(int)        # (x, y) -> occurrences in the corpus
-    pair_words = defaultdict(set)         # (x, y) -> indices of the words holding it
-    for k, (pieces, count) in enumerate(zip(words, counts)):
-        for pair in zip(pieces, pieces[1:]):
-            pair_counts[pair] += count
-            pair_words[pair].add(k)
-    heap = [(-count, pair) for pair, count in pair_counts.items()]
-    heapq.heapify(heap)
-
-    while len(vocab) < vocab_size and heap:
-        neg_count, pair = heapq.heappop(heap)
-        if pair_counts.get(pair, 0) != -neg_count:
-            continue                                   # a stale entry: the count changed
-        if -neg_count < min_frequency:
-            break
-        x, y = pair
-        merged = x + y[len(CONTINUATION):]
-        if merged not in in_vocab:                     # other pairs may spell the same piece
-            vocab.append(merged)
-            in_vocab.add(merged)
-        changed = set()
-        for k in pair_words.pop(pair):
-            pieces, count = words[k], counts[k]
-            new_pieces, i = [], 0
-            while i < len(pieces):
-                if i + 1 < len(pieces) and pieces[i] == x and pieces[i + 1] == y:
-                    new_pieces.append(merged)
-                    i += 2
-                else:
-                    new_pieces.append(pieces[i])
-                    i += 1
-            for old in zip(pieces, pieces[1:]):          # take the word's old pairs out ...
-                pair_counts[old] -= count
-                changed.add(old)
-            for new in zip(new_pieces, new_pieces[1:]):  # ... and put its new ones in
-                pair_counts[new] += count
-                pair_words[new].add(k)
-                changed.add(new)
-            words[k] = new_pieces
-        for p in changed:
-            if pair_counts[p] > 0:
-                heapq.heappush(heap, (-pair_counts[p], p))
-            else:
-                del pair_counts[p]
-        pair_counts.pop(pair, None)
-    return vocab

@@ -47,6 +47,34 @@ def py_files(folder):
             yield os.path.join(root, name)
 
 
+def _name(node):
+    return node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", "")
+
+
+def stable_softmaxes(path):
+    """Lines of a file that compute exp(z - max z), at once or through a name
+    (shifted = z - z.max(); np.exp(shifted)): a softmax, whatever it is called."""
+    def minus_max(node):
+        return (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Sub)
+                and any(isinstance(n, ast.Call) and "max" in _name(n.func) for n in ast.walk(node.right)))
+
+    tree = ast.parse(open(path).read())
+    shifted = {t.id for n in ast.walk(tree) if isinstance(n, ast.Assign) and minus_max(n.value)
+               for t in n.targets if isinstance(t, ast.Name)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and _name(node.func) == "exp" and node.args and (
+                minus_max(node.args[0]) or getattr(node.args[0], "id", None) in shifted):
+            yield node.lineno
+
+
+def test_stable_softmax_finder_finds_them(tmp_path):
+    """The finder sees the textbook softmax, log_softmax, and a sampler's own copy."""
+    assert len(list(stable_softmaxes(os.path.join(FUNCTIONAL, "softmax.py")))) == 2
+    path = tmp_path / "sampler.py"
+    path.write_text("import numpy as np\ndef sample(z):\n    p = np.exp(z - z.max(axis=1, keepdims=True))\n")
+    assert list(stable_softmaxes(path)) == [3]
+
+
 def test_student_copy_holds_no_solution(out):
     solutions = {name: body_dump(functions(os.path.join(ROOT, file_path(m)))[name])
                  for _, m, name in ASKED}
@@ -63,6 +91,8 @@ def test_student_copy_holds_no_solution(out):
             assert dump not in solutions.values(), f"{path}: {name} holds a solution's body"
             if os.sep + "fast" + os.sep in path:
                 assert name.rsplit("_", 1)[0] not in concepts, f"fast kernel {name} in {path}"
+        # softmax is asked (assignment 1): no sampler or head may keep a softmax of its own
+        assert not list(stable_softmaxes(path)), f"{path} computes a softmax (lines {list(stable_softmaxes(path))})"
     assert seen > 30
     assert not (student / "npfm" / "course").exists()
     assert sorted(os.listdir(student / "tests")) == ["test_public.py"]
@@ -103,13 +133,15 @@ def test_student_copy_runs_until_a_stub(out):
 
 
 def solution_source(numbers):
-    """The instructor's functions of some assignments, as one file a student might write."""
+    """The instructor's functions of some assignments, as one file a student might
+    write (a method at top level, as a notebook cell defines it)."""
+    import textwrap
     parts = ["import math\nimport numpy as np\n"]
     for a in [ASSIGNMENTS[n] for n in numbers]:
         for module, name in a.functions:
             text = open(os.path.join(ROOT, file_path(module))).read()
             node = functions(os.path.join(ROOT, file_path(module)))[name]
-            parts.append("\n".join(text.splitlines()[node.lineno - 1:node.end_lineno]) + "\n")
+            parts.append(textwrap.dedent("\n".join(text.splitlines()[node.lineno - 1:node.end_lineno])) + "\n")
     return "\n\n".join(parts)
 
 
@@ -133,6 +165,18 @@ def test_notebook_workflow_save_then_check(out, tmp_path):
     proc = run_in(copy, "import coursework, sys; sys.exit(0 if coursework.check(1) else 1)")
     assert proc.returncode == 0, proc.stdout
     assert "FAIL" not in proc.stdout and proc.stdout.count("PASS") >= 14
+    # a method (a notebook cell defines it at top level) is saved into its class
+    (copy / "my_answers.py").write_text(solution_source([4]))
+    proc = run_in(copy, "import coursework, my_answers, sys\n"
+                  "from npfm.models.bert import MLMHead\n"
+                  "coursework.save(my_answers.mask_tokens)\n"
+                  "coursework.save(my_answers.backward, MLMHead)\n"
+                  "sys.exit(0 if coursework.check(4) else 1)")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "saved MLMHead.backward into npfm/models/bert.py" in proc.stdout
+    (copy / "my_answers.py").unlink()
+    proc = run_in(copy, "import coursework, sys; sys.exit(0 if coursework.check(4) else 1)")
+    assert proc.returncode == 0 and "MLMHead.backward: adds into the grads" in proc.stdout, proc.stdout
 
 
 def test_notebooks_student_and_instructor(out):
@@ -142,11 +186,16 @@ def test_notebooks_student_and_instructor(out):
         assert student["nbformat"] == teacher["nbformat"] == 4
         s_text = "".join("".join(c["source"]) for c in student["cells"])
         t_text = "".join("".join(c["source"]) for c in teacher["cells"])
-        asked = [f for f in ASSIGNMENTS[number].functions if "." not in f[1]]   # methods: in their file
-        assert "### BEGIN SOLUTION" not in s_text and ("# YOUR CODE HERE" in s_text) == bool(asked)
+        asked = ASSIGNMENTS[number].functions
+        assert "### BEGIN SOLUTION" not in s_text and "# YOUR CODE HERE" in s_text
         assert t_text.count("### BEGIN SOLUTION") == t_text.count("### END SOLUTION") == len(asked)
         assert s_text.count("raise NotImplementedError()") == len(asked)
         assert f"coursework.check({number})" in s_text
+        for module, name in asked:               # a method's cell saves it into its class
+            cls, _, method = name.rpartition(".")
+            save = f"coursework.save({method}, {cls})" if cls else f"coursework.save({name})"
+            assert save in s_text and save in t_text
+            assert not cls or f"from {import_name(module)} import {cls}" in s_text
         graded = [c for c in teacher["cells"] if c["metadata"].get("nbgrader", {}).get("solution")]
         assert len(graded) == len(asked)
 
@@ -161,12 +210,12 @@ def test_autograder_folder(out):
     for test in config["tests"]:
         graded = test["name"].split(":")[0]          # the function (or method) the test grades
         if test["kind"] == "scenario":
-            assert graded.endswith((".backward", ".update"))
+            assert graded.endswith((".backward", ".update")) or graded in functions_asked
         else:
             assert graded in functions_asked and graded == test["function"]
         with np.load(folder / "data" / test["data"], allow_pickle=False) as f:
             assert (any(k.startswith("expected_") for k in f.files) or test["compare"] == [0, 1, 2]
-                    or test["kind"] == "statistics")
+                    or test["check"])
             assert test["kind"] != "call" or len(test["compare"]) == sum(
                 k.startswith("expected_") for k in f.files)
             assert all(f[k].dtype != object for k in f.files)

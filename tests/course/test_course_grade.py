@@ -41,7 +41,8 @@ def solved_copy(built, assignment, dest):
     for name in os.listdir(FUNCTIONAL):
         if name.endswith(".py"):
             shutil.copy(os.path.join(FUNCTIONAL, name), dest / "npfm" / "functional" / name)
-    for part in ("data/mlm.py", "tokenizers/vq.py", "models/dalle.py", "nn/block.py", "optim.py"):
+    for part in ("data/mlm.py", "tokenizers/vq.py", "models/dalle.py", "nn/block.py", "optim.py",
+                 "models/gpt.py", "models/bert.py", "models/clip.py"):
         shutil.copy(os.path.join(FUNCTIONAL, "..", part), dest / "npfm" / part)
     return dest
 
@@ -169,26 +170,54 @@ def test_attention_mutants_lose_exactly_their_tests(built, tmp_path, mutant):
     assert failed(results) == expected
 
 
-def test_clip_temperature_mutant_loses_only_the_logit_scale_test(built, tmp_path):
+def test_clip_temperature_and_zero_shot_mutants(built, tmp_path):
+    """A temperature gradient divided by s loses the logit_scale test only; a zero-shot
+    classifier averaging the raw text embeddings (not the unit ones) loses the three
+    zero-shot tests (the reference outputs, and the rescaling property) only."""
     copy = solved_copy(built, "a5", tmp_path / "clip")
     mutate(copy, "clip_loss", "(dZ * Z).sum(), dtype=Z.dtype)", "(dZ * Z).sum() / s, dtype=Z.dtype)")
+    mutate(copy, "models.clip", "unit_texts = l2_normalize_forward(text_emb)[0]",
+           "unit_texts = text_emb")
     results = grade.grade(str(copy), str(built / "a5" / "autograder"))
+    zero_shot = {r["name"] for r in results if r["name"].startswith("zero_shot_classify")}
+    assert len(zero_shot) == 3
     assert failed(results) == {"clip_loss_backward: hidden shapes, logit_scale, float64 central "
-                               "differences"}
+                               "differences"} | zero_shot
     assert sum(r["score"] for r in results) == 8
+    detail = by_name(results)["zero_shot_classify: hidden, properties (rescaled, reordered, unit W, "
+                               "W as images)"]["detail"]
+    assert detail.startswith("W changed by ") and "rescaled and the prompts reordered" in detail
 
 
 def test_mlm_masking_graded_statistically(built, tmp_path):
-    """Everything masked (no 80/10/10) keeps the selection test and loses the replacement test."""
+    """Everything masked (no 80/10/10) keeps the selection test and loses the replacement
+    test; an MLM head whose decoder share overwrites E's grad (instead of adding to the
+    embedding's) loses the tied-decoder test only."""
     results = grade.grade(str(built / "a4" / "student"), str(built / "a4" / "autograder"))
     assert sum(r["score"] for r in results) == 0
     copy = solved_copy(built, "a4", tmp_path / "mlm")
     assert failed(grade.grade(str(copy), str(built / "a4" / "autograder"))) == set()
     mutate(copy, "data.mlm", "to_mask = chosen & (action < 0.8)", "to_mask = chosen")
+    mutate(copy, "models.bert", "self.W_emb.grad += dWT.T", "self.W_emb.grad = dWT.T")
     results = grade.grade(str(copy), str(built / "a4" / "autograder"))
-    assert failed(results) == {r["name"] for r in results if "80%" in r["name"]}
+    assert failed(results) == {r["name"] for r in results
+                               if "80%" in r["name"] or "tied decoder" in r["name"]}
     detail = next(r["detail"] for r in results if "80%" in r["name"])
     assert detail.startswith("[MASK]: 0.9") and "(expected 0.800 +- " in detail
+    detail = next(r["detail"] for r in results if "tied decoder" in r["name"])
+    assert "W_emb: relative error" in detail and "too large" in detail.splitlines()[0]
+    assert "ok" in detail.splitlines()[1]                     # b_vocab is right
+
+
+def test_mlm_head_without_the_gelu_backward(built, tmp_path):
+    """The GELU's backward skipped: dh and the dense layer wrong, the tied decoder right."""
+    copy = solved_copy(built, "a4", tmp_path / "head")
+    mutate(copy, "models.bert", "self.dense.backward(self.act.backward(self.ln.backward(dt)))",
+           "self.dense.backward(self.ln.backward(dt))")
+    results = grade.grade(str(copy), str(built / "a4" / "autograder"))
+    assert failed(results) == {r["name"] for r in results
+                               if r["name"].startswith("MLMHead") and "tied decoder" not in r["name"]}
+    assert sum(r["score"] for r in results) == 12 - 3
 
 
 def test_codebook_and_logits_mask(built, tmp_path):
@@ -203,17 +232,44 @@ def test_codebook_and_logits_mask(built, tmp_path):
     assert sum(r["score"] for r in results) == 7
 
 
-def test_block_and_adamw_mutants(built, tmp_path):
+def test_block_adamw_and_gpt_mutants(built, tmp_path):
     """Assignment 3: a post-LN backward without its residual loses the post-LN test only;
-    AdamW without the first moment's bias correction loses the AdamW tests only."""
+    AdamW without the first moment's bias correction loses the AdamW tests only (the
+    training run still passes: its 200 steps outlast the correction); a GPT.backward
+    whose head share overwrites tok_emb.W.grad loses the tied-embedding test only (the
+    public test and the training start from zero grads)."""
     copy = solved_copy(built, "a3", tmp_path / "a3")
     mutate(copy, "nn.block", "dh = ds + self.ffn.backward(self.drop2.backward(ds))",
            "dh = self.ffn.backward(self.drop2.backward(ds))")
     mutate(copy, "optim", "delta *= lr / bias1", "delta *= lr")
+    mutate(copy, "models.gpt", "self.tok_emb.W.grad += dWT.T", "self.tok_emb.W.grad = dWT.T")
     results = grade.grade(str(copy), str(built / "a3" / "autograder"))
     assert failed(results) == {r["name"] for r in results
-                               if "post-LN" in r["name"] or r["name"].startswith("AdamW")}
-    assert sum(r["score"] for r in results) == 4
+                               if "post-LN" in r["name"] or r["name"].startswith("AdamW")
+                               or "tok_emb.W" in r["name"]}
+    assert sum(r["score"] for r in results) == 10
+    training = next(r for r in results if "train the tiny GPT" in r["name"])
+    assert training["passed"] and training["detail"].startswith("validation loss 2.")
+
+
+def test_gpt_training_run(built, tmp_path):
+    """The stubs score 0 (the training run says which function to write); a GPT.backward
+    without the head's share of the tied weight loses the tests of tok_emb.W and the
+    training run (the loss stays above the target), and keeps the others."""
+    results = grade.grade(str(built / "a3" / "student"), str(built / "a3" / "autograder"))
+    assert sum(r["score"] for r in results) == 0
+    training = next(r for r in results if "train the tiny GPT" in r["name"])
+    assert "assignment 3: write npfm." in training["detail"]
+    copy = solved_copy(built, "a3", tmp_path / "head")
+    mutate(copy, "models.gpt", "            self.tok_emb.W.grad += dWT.T",
+           "            pass")
+    results = grade.grade(str(copy), str(built / "a3" / "autograder"))
+    assert failed(results) == {r["name"] for r in results
+                               if r["name"].startswith("GPT.backward") and "positions and blocks"
+                               not in r["name"]}
+    assert sum(r["score"] for r in results) == 13
+    training = by_name(results)[next(r["name"] for r in results if "train the tiny GPT" in r["name"])]
+    assert training["detail"].startswith("validation loss 3.") and "needed below 2.9" in training["detail"]
 
 
 def test_grade_errors_are_one_line(built, tmp_path, capsys):

@@ -18,10 +18,8 @@ import pytest
 
 from npfm.tasks.bert import minilm_dir, rank_by_similarity
 from npfm.interop.hf_bert import HF_NAMES, from_pretrained
-from npfm.models.bert import (
-    BertConfig, BertModel, encode_texts, mean_pool,
-    sentence_embeddings,
-)
+from npfm.models.bert import BertConfig, BertModel
+from npfm.models.sentence_embeddings import encode_texts, mean_pool, sentence_embeddings
 from npfm.safetensors import save_safetensors
 
 REFERENCE = os.path.join(os.path.dirname(__file__), os.pardir, "fixtures", "minilm_reference.json")

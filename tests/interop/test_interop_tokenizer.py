@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from npfm.data import sources
 from npfm.tokenizers import BPETokenizer, ByteTokenizer, tokenizer_from_dict
-from npfm.tokenizers.bpe import GPT2_PATTERN, bytes_to_unicode, gpt2_regex
+from npfm.tokenizers.bpe_chunks import GPT2_PATTERN, gpt2_regex
+from npfm.tokenizers.gpt2_files import bytes_to_unicode
 
 EOT = "<|endoftext|>"
 FEW = settings(max_examples=60, deadline=None)

@@ -10,7 +10,7 @@ from npfm.functional import cross_entropy_backward, cross_entropy_forward
 from npfm.gradcheck import check_module, check_pair
 from npfm.models.bert import (
     IGNORE_INDEX, BertConfig, BertForPreTraining, BertForSequenceClassification,
-    BertForTokenClassification, BertModel, JoinedPreTrainingOutputs, MLMHead, mean_pool,
+    BertForTokenClassification, BertModel, JoinedPreTrainingOutputs, MLMHead,
     preset,
 )
 from npfm.optim import AdamW
@@ -123,13 +123,6 @@ def test_padding_does_not_change_real_outputs(seed, lengths):
         pooled = model.bert.pool(model.bert(ids[b:b + 1], segments[b:b + 1], mask[b:b + 1]))
         alone_pooled = model.bert.pool(model.bert(ids[b:b + 1, :n], segments[b:b + 1, :n]))
         np.testing.assert_allclose(pooled, alone_pooled, atol=1e-10)
-
-
-def test_mean_pool_ignores_padding():
-    h = np.arange(2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2)
-    pooled = mean_pool(h, np.array([[1, 1, 0], [1, 0, 0]]))
-    np.testing.assert_allclose(pooled, [[1, 2], [6, 7]])
-    assert pooled.dtype == np.float32
 
 
 def _overfit(model, step_fn, steps=150, lr=3e-3):

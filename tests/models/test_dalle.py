@@ -1,5 +1,6 @@
-"""The text-to-image model: stream layout, positions, logits mask, weighted loss,
-whole-model gradient check, overfitting, KV-cache sampling and bad input."""
+"""The text-to-image model: positions, logits mask, whole-model gradient check,
+overfitting, KV-cache sampling and bad input (the stream and the weighted loss
+are tests/models/test_dalle_loss.py)."""
 
 import math
 
@@ -16,7 +17,6 @@ from npfm.models.sampling import sample_from_logits
 from npfm.models.dalle import (DALLE, DALLEConfig, IGNORE, TextImageLoss, check_codebook,
                                encode_captions, generate_codes, inputs_and_targets, logits_mask,
                                make_stream, preset,
-                               text_image_loss_backward, text_image_loss_forward,
                                text_image_positions_backward, text_image_positions_forward)
 from npfm.optim import AdamW
 from npfm.tokenizers.vq import VQTokenizer
@@ -59,18 +59,6 @@ class FiniteLogits(Module):
 
 
 # ----- layout ---------------------------------------------------------------------------
-
-def test_stream_layout_and_joint_vocabulary():
-    c = TINY
-    assert (c.bos_id, c.sep_id, c.code_offset, c.vocab_size) == (7, 8, 9, 14)
-    assert (c.n_text_positions, c.n_image_tokens, c.context) == (4, 4, 8)
-    stream = make_stream(np.array([[4, 1, 0]]), np.array([[[0, 1], [2, 4]]]), c)
-    np.testing.assert_array_equal(stream, [[7, 4, 1, 0, 8, 9, 10, 11, 13]])
-    inputs, targets = inputs_and_targets(stream, c)
-    np.testing.assert_array_equal(inputs, [[7, 4, 1, 0, 8, 9, 10, 11]])
-    # [PAD] and [SEP] targets are not counted; the word, [EOT] and every code are
-    np.testing.assert_array_equal(targets, [[4, 1, IGNORE, IGNORE, 9, 10, 11, 13]])
-
 
 def test_logits_mask_text_positions_predict_text_and_image_positions_codes():
     c = TINY
@@ -115,20 +103,6 @@ def test_positions_pair_gradients(B, n_text, h, w, data):
     errors = check_pair(text_image_positions_forward, text_image_positions_backward, inputs,
                         offset=offset)
     assert max(errors.values()) < 1e-8, errors
-
-
-def test_loss_weights_the_parts_one_eighth_and_seven_eighths():
-    rng = np.random.default_rng(0)
-    logits = rng.standard_normal((2, 6, 5))
-    targets = rng.integers(0, 5, (2, 6))
-    targets[0, 1] = IGNORE
-    loss, _ = text_image_loss_forward(logits, targets, n_text=2, text_weight=1 / 8)
-    text, _ = cross_entropy_forward(logits[:, :2], targets[:, :2], IGNORE)
-    image, _ = cross_entropy_forward(logits[:, 2:], targets[:, 2:], IGNORE)
-    assert math.isclose(float(loss), float(text) / 8 + 7 * float(image) / 8, rel_tol=1e-12)
-    errors = check_pair(lambda z: text_image_loss_forward(z, targets, 2), text_image_loss_backward,
-                        [logits], dy=np.array(1.7))
-    assert errors[0] < 1e-8
 
 
 # ----- gradients ------------------------------------------------------------------------

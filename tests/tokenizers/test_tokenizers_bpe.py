@@ -59,17 +59,6 @@ def test_merge_pair():
     assert merge_pair([], (1, 2), 7) == []
 
 
-@FEW
-@given(st.text())
-def test_split_pattern_covers_every_character(text):
-    assert "".join(re.findall(SPLIT_PATTERN, text)) == text
-
-
-def test_split_keeps_the_leading_space_with_the_word():
-    chunks = re.findall(SPLIT_PATTERN, "Hello, world! It's 42  x_y")
-    assert chunks == ["Hello", ",", " world", "!", " It", "'s", " 42", " ", " x", "_", "y"]
-
-
 @settings(max_examples=30, deadline=None)
 @given(st.lists(st.text(alphabet="ab c_é1'", max_size=30), min_size=1, max_size=5),
        st.integers(0, 30), st.integers(1, 3))
