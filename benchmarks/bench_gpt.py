@@ -3,7 +3,7 @@ large presets, and generation tokens/s with and without the KV cache, beside
 the same model in PyTorch eager (npfm.torch_twins.torch_gpt) in the same process
 where torch is importable.
 
-    python benchmarks/bench_gpt.py [--repeat 10] [--new-tokens 256]
+    python benchmarks/bench_gpt.py [--repeat 10] [--new-tokens 256] [--generation-only]
 
 Ratios are npfm time / PyTorch time (lower is better); each training row is
 followed by the textbook floor's time (``npfm.fast.reference()``: one step, after
@@ -85,6 +85,8 @@ def main():
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--presets", nargs="+", default=["default", "large"])
+    parser.add_argument("--generation-only", action="store_true",
+                        help="skip the training step; time generation only")
     args = parser.parse_args()
     torch = torch_or_none()
     if torch:
@@ -94,6 +96,8 @@ def main():
         print("torch is not importable: npfm times only")
     print(f"npfm: {num_threads()} threads; OPENBLAS_THREAD_TIMEOUT="
           f"{os.environ.get('OPENBLAS_THREAD_TIMEOUT', 'unset (28)')}")
+    if args.generation_only:
+        return generation(args, torch)
     rng = np.random.default_rng(0)
     print(f"\ntraining step (forward + backward + AdamW), float32, best of {args.repeat}")
     print(f"{'':<34} {'npfm':>12} {'PyTorch':>12} {'ratio':>7}")
@@ -115,7 +119,14 @@ def main():
             textbook_step()
             t_textbook = time.perf_counter() - t0
         print(row("  textbook floor (--reference)", t_textbook, t_ref), flush=True)
+    generation(args, torch)
 
+
+def generation(args, torch):
+    """Tokens/s of greedy generation with and without the KV cache, npfm and PyTorch."""
+    if torch:
+        from npfm.torch_twins.torch_gpt import TorchGPT
+    rng = np.random.default_rng(1)                 # the prompts, whatever was timed before
     n = args.new_tokens
     print(f"\ngeneration of {n} new tokens after a 16-token prompt, greedy, tokens/s")
     print(f"{'':<34} {'npfm':>12} {'PyTorch':>12} {'cache speed-up (npfm)':>22}")

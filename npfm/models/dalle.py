@@ -216,6 +216,15 @@ class TextImagePositions(Module):
                                                       self.col_pos.data, offset)
         return y
 
+    def infer(self, x, offset=0):
+        """x: (B, 1, C), one position -> x + P[offset]: forward's sum, without
+        building the whole table (P[offset] is one row, or one row + one column)."""
+        n_text, w = self.text_pos.shape[0], self.col_pos.shape[0]
+        if offset < n_text:
+            return x + self.text_pos.data[offset]                     # (B, 1, C)
+        row, col = divmod(offset - n_text, w)
+        return x + (self.row_pos.data[row] + self.col_pos.data[col])  # (B, 1, C)
+
     def backward(self, dy):
         dx, dtext, drow, dcol = text_image_positions_backward(dy, self._saved())
         self.text_pos.grad += dtext
@@ -301,10 +310,15 @@ class DALLE(DecoderStack):
         if ids.ndim != 2 or ids.shape[1] != 1 or offset + 1 > c.context:
             raise ValueError(f"DALLE.decode: expected ids (B, 1) with room in the caches "
                              f"({offset} of {c.context} positions used), got shape {ids.shape}")
-        x = self.pos(self.tok_emb.W.data[ids], offset=offset)[:, 0]   # (B, C)
+        return self._decode(ids, kv_caches)
+
+    def _decode(self, ids, kv_caches):
+        """decode without its checks, for ``generate_codes`` (its codes are sampled in range)."""
+        offset = kv_caches[0].length
+        x = self.pos.infer(self.tok_emb.infer(ids), offset=offset)[:, 0]  # (B, C)
         h = self.decode_stack(x, kv_caches)                            # (B, C)
         logits = pair("linear")[0](h, self.W_head.data)[0]             # (B, V)
-        np.copyto(logits, -np.inf, where=~logits_mask(c, offset, 1)[0])
+        np.copyto(logits, -np.inf, where=~logits_mask(self.config, offset, 1)[0])
         return logits
 
 
@@ -345,7 +359,7 @@ def generate_codes(model: DALLE, text_ids, rng=None, temperature=1.0, top_k=None
         if j == N - 1:
             break
         if use_cache:
-            logits = model.decode(codes[:, j:j + 1] + c.code_offset, caches)      # (B, V)
+            logits = model._decode(codes[:, j:j + 1] + c.code_offset, caches)     # (B, V)
         else:
             sequence = np.concatenate([prefix, codes[:, :j + 1] + c.code_offset], axis=1)
             logits = model.forward(sequence)[:, -1]

@@ -85,4 +85,5 @@ class DecoderStack(Module):
     def new_kv_caches(self, batch_size=1):
         """One empty KVCache per block, holding up to the context's positions."""
         H_kv, context, D = self._stack_shape
-        return [KVCache(batch_size, H_kv, context, D, self.param_dtype) for _ in self.blocks]
+        dtype = self.param_dtype                                     # a walk over the Parameters
+        return [KVCache(batch_size, H_kv, context, D, dtype) for _ in self.blocks]

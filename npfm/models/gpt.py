@@ -201,9 +201,13 @@ class GPT(DecoderStack):
         ids = self._check(ids, kv_caches[0].length, "GPT.decode")
         if ids.shape[1] != 1:
             raise ValueError(f"GPT.decode: expected ids (B, 1), got shape {ids.shape}")
-        x = self.tok_emb.W.data[ids]                                              # (B, 1, C)
+        return self._decode(ids, kv_caches)
+
+    def _decode(self, ids, kv_caches):
+        """decode without its checks, for ``generate`` (its ids are sampled in range)."""
+        x = self.tok_emb.infer(ids)                                               # (B, 1, C)
         if self.pos is not None:
-            x = self.pos(x, offset=kv_caches[0].length)
+            x = self.pos.infer(x, offset=kv_caches[0].length)                     # (B, 1, C)
         h = self.decode_stack(x[:, 0], kv_caches)                                 # (B, C)
         return pair("linear")[0](h, self._head_weight())[0]                       # (B, V)
 
@@ -242,7 +246,7 @@ def generate(model: GPT, prompt_ids, max_new_tokens, temperature=1.0, top_k=None
             start = len(tokens) - context // 2
             caches = None                                               # positions moved: rebuild
         if use_cache and caches is not None:                            # one new position
-            logits = model.decode(np.array([tokens[-1:]]), caches)[0]
+            logits = model._decode(np.array([tokens[-1:]]), caches)[0]
         else:
             window = np.array([tokens[start:]])                         # (1, Tw)
             if use_cache:

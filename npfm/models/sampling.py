@@ -14,6 +14,7 @@ Vectorised over rows by inverse-CDF sampling: with u ~ U(0, total), the id
 is the number of entries whose cumulative probability is below u.
 """
 
+import math
 import numbers
 
 import numpy as np
@@ -24,7 +25,7 @@ from ..functional.softmax import softmax_forward
 def check_sampling(temperature=1.0, top_k=None, top_p=None):
     """A clear error for a temperature, top_k or top_p that means nothing."""
     if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) \
-            or not np.isfinite(temperature) or temperature < 0:
+            or not math.isfinite(temperature) or temperature < 0:
         raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral)
                               or top_k < 1):
@@ -40,7 +41,7 @@ def sample_from_logits(logits, rng, temperature=1.0, top_k=None, top_p=None):
     z = np.asarray(logits, dtype=np.float64)                            # (B, K)
     if z.ndim != 2 or z.shape[1] == 0:
         raise ValueError(f"sample_from_logits: logits must be (B, K) with K >= 1, got {z.shape}")
-    if np.isnan(z).any() or not np.isfinite(z.max(axis=1)).all():
+    if not np.isfinite(z.max(axis=1)).all():                            # max is NaN if any entry is
         raise ValueError("sample_from_logits: the logits contain NaN, +inf, or a row with no "
                          "finite entry: the model's weights are probably damaged")
     if temperature == 0:

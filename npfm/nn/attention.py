@@ -29,7 +29,8 @@ import numbers
 import numpy as np
 
 from ..core import Module, Parameter, check_array
-from ..fast import fast_kernel, pair
+from ..fast import fast_kernel, pair, reference_enabled
+from ..fast.decode import attention_decode
 from ..functional.attention import attention_weights, causal_mask
 from .linear import Linear
 
@@ -51,6 +52,17 @@ def as_bool_mask(mask, scores_shape, who):
     return mask
 
 
+def attention_one_position(q, k, v):
+    """q: (B, H, 1, D) against all the cached k, v (B, H_kv, Tk, D) -> y (B, H, 1, D).
+
+    What a KV cache leaves for each new token, on the fast floor's kernel for
+    it (fast/decode.py) or, with the switch on, on the textbook pair. forward
+    (T = 1, with a cache) and decode both call this, so they agree bit for bit."""
+    if reference_enabled():
+        return pair("attention")[0](q, k, v)[0]
+    return attention_decode(q, k, v)
+
+
 class KVCache:
     """Keys and values of the positions decoded so far, for one attention layer.
 
@@ -68,14 +80,14 @@ class KVCache:
 
     def append(self, k, v):
         """k, v: (B, H, T, D) -> all valid keys and values (B, H, length, D)."""
-        T = k.shape[2]
-        if self.length + T > self.v.shape[2]:
+        start, T = self.length, k.shape[2]
+        if start + T > self.v.shape[2]:
             raise ValueError(f"KV cache holds {self.v.shape[2]} positions; "
-                             f"cannot append {T} to {self.length}")
-        self.kT[..., self.length:self.length + T] = k.swapaxes(-1, -2)
-        self.v[:, :, self.length:self.length + T] = v
-        self.length += T
-        return self.kT[..., :self.length].swapaxes(-1, -2), self.v[:, :, :self.length]
+                             f"cannot append {T} to {start}")
+        self.kT[:, :, :, start:start + T] = k.swapaxes(-1, -2)
+        self.v[:, :, start:start + T] = v
+        self.length = end = start + T
+        return self.kT[:, :, :, :end].swapaxes(-1, -2), self.v[:, :, :end]
 
 
 class MultiHeadAttention(Module):
@@ -202,7 +214,10 @@ class MultiHeadAttention(Module):
         if kv_cache is not None:
             k, v = kv_cache.append(k, v)                                   # (B, H_kv, Tk, D)
         mask = self._mask(mask, B, T, k.shape[2], context is None)
-        a, attn_cache = attention(q, k, v, mask)                           # (B, H, T, D)
+        if kv_cache is not None and T == 1 and mask is None:               # one new token
+            a, attn_cache = attention_one_position(q, k, v), None          # (B, H, 1, D)
+        else:
+            a, attn_cache = attention(q, k, v, mask)                       # (B, H, T, D)
         if self.keep_attention:
             self.attention = attention_weights(q, k, mask)                 # (B, H, T, Tk)
         a = self._merge(a)                                                 # (B, T, C)
@@ -221,7 +236,7 @@ class MultiHeadAttention(Module):
         to ``kv_cache``. The arithmetic of forward with T = 1, for generation
         only (nothing is kept for a backward)."""
         B, C = x.shape
-        linear, attention = pair("linear")[0], pair("attention")[0]
+        linear = pair("linear")[0]
         if self.qkv is not None:
             qkv = self.qkv.infer(x[:, None])                               # (B, 1, C + 2C_kv)
         else:
@@ -234,7 +249,7 @@ class MultiHeadAttention(Module):
             q = rope(q, kv_cache.length, self.rope_base)[0]
             k = rope(k, kv_cache.length, self.rope_base)[0]
         k, v = kv_cache.append(k, self._heads(v, self.n_kv_heads))
-        a = attention(q, k, v)[0].reshape(B, 1, C)                        # (B, 1, C)
+        a = attention_one_position(q, k, v).reshape(B, 1, C)               # (B, 1, C)
         if self.out is not None:
             return self.out.infer(a)[:, 0]                                 # (B, C)
         y = linear(a, self.W_out.data, None if self.b_out is None else self.b_out.data)[0]

@@ -26,6 +26,9 @@ class Embedding(Module):
         self._out_shape = y.shape
         return y
 
+    def infer(self, ids):
+        return pair("embedding")[0](ids, self.W.data)[0]
+
     def backward(self, dy):
         cache = self._saved()
         dy = self._check_dy(dy, self.dim, shape=self._out_shape)

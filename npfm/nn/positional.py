@@ -38,6 +38,9 @@ class PositionalEmbedding(Module):
         y, self._cache = forward(x, self.W.data, offset)
         return y
 
+    def infer(self, x, offset=0):
+        return pair("positional_embedding")[0](x, self.W.data, offset)[0]
+
     def backward(self, dy):
         cache = self._saved()
         dx, dW = self._backward(dy, cache)
@@ -57,9 +60,12 @@ class SinusoidalPositionalEncoding(Module):
         """x: (B, T, dim) -> x + P[offset : offset + T]"""
         x = check_positions(x, offset, self.max_len, self.dim,
                             f"SinusoidalPositionalEncoding({self.max_len}, {self.dim})")
+        self._cache = True
+        return self.infer(x, offset)
+
+    def infer(self, x, offset=0):
         if self.table.dtype != self.dtype:          # Module.astype changed self.dtype
             self.table = sinusoidal_positions(self.max_len, self.dim, self.dtype)
-        self._cache = True
         return x + self.table[offset:offset + x.shape[-2]]                    # (B, T, C)
 
     def backward(self, dy):

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import npfm
 from npfm.core import Module
 from npfm.gradcheck import check_module, check_pair
 from npfm.functional.cross_entropy import cross_entropy_forward
@@ -258,23 +259,26 @@ def test_a_codebook_of_another_patch_size_is_refused():
         check_codebook(config, VQTokenizer.fit(images, n_codes=6, patch=2, iters=2))
 
 
+@pytest.mark.parametrize("textbook", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_decode_is_forward_of_one_position_bit_for_bit(dtype):
+def test_decode_is_forward_of_one_position_bit_for_bit(dtype, textbook):
     """DALLE.decode (the one decoder stack's one-position decode, with the logits
     mask at that position) equals forward on the same position with the same
-    cache, bit for bit, at every position up to the end of the stream."""
+    cache, bit for bit, at every position up to the end of the stream, on either
+    floor (textbook: the switch on)."""
     config = preset("tiny", image_size=6)
     model = perturbed(DALLE(config, seed=5).astype(dtype), scale=0.1).eval()
     stream = make_stream(np.array([[3, 4, 1], [6, 1, 0]]),
                          np.random.default_rng(2).integers(0, config.n_codes, (2, 9)), config)
     ids = stream[:, :-1]                                                  # (B, T)
-    caches_a, caches_b = model.new_kv_caches(2), model.new_kv_caches(2)
-    model.forward(ids[:, :2], kv_caches=caches_a)
-    model.forward(ids[:, :2], kv_caches=caches_b)
-    for t in range(2, ids.shape[1]):
-        one = model.decode(ids[:, t:t + 1], caches_a)                     # (B, V)
-        full = model.forward(ids[:, t:t + 1], kv_caches=caches_b)[:, 0]   # (B, V)
-        assert one.dtype == dtype
-        np.testing.assert_array_equal(one, full)
-    with pytest.raises(ValueError, match="room in the caches"):
-        model.decode(ids[:, :1], caches_a)
+    with npfm.reference(textbook):
+        caches_a, caches_b = model.new_kv_caches(2), model.new_kv_caches(2)
+        model.forward(ids[:, :2], kv_caches=caches_a)
+        model.forward(ids[:, :2], kv_caches=caches_b)
+        for t in range(2, ids.shape[1]):
+            one = model.decode(ids[:, t:t + 1], caches_a)                 # (B, V)
+            full = model.forward(ids[:, t:t + 1], kv_caches=caches_b)[:, 0]   # (B, V)
+            assert one.dtype == dtype
+            np.testing.assert_array_equal(one, full)
+        with pytest.raises(ValueError, match="room in the caches"):
+            model.decode(ids[:, :1], caches_a)

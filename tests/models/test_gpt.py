@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+import npfm
 from npfm.functional import cross_entropy_backward, cross_entropy_forward
 from npfm.gradcheck import check_module
 from npfm.models.gpt import GPT, GPTConfig, generate, preset, sample_next
@@ -79,25 +80,28 @@ def test_kv_cache_equals_full_recompute_across_the_context_limit():
     np.testing.assert_allclose(model(np.array([window]))[0, -1], logits_f[5], atol=1e-10)
 
 
+@pytest.mark.parametrize("textbook", [False, True])
 @pytest.mark.parametrize("positions", ["learned", "sinusoidal"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_decode_is_forward_of_one_position_bit_for_bit(positions, dtype):
+def test_decode_is_forward_of_one_position_bit_for_bit(positions, dtype, textbook):
+    """On either floor (textbook: the switch on), decode and forward agree bit for bit."""
     config = preset("tiny", vocab_size=19, context=10, positions=positions)
     model = GPT(config, seed=5).astype(dtype).eval()
     rng = np.random.default_rng(1)
     for p in model.parameters():
         p.data += (rng.standard_normal(p.shape) * 0.1).astype(dtype)
     ids = rng.integers(0, 19, size=(2, 10))                  # a batch of 2
-    caches_f, caches_d = model.new_kv_caches(2), model.new_kv_caches(2)
-    model.forward(ids[:, :3], kv_caches=caches_f)
-    model.forward(ids[:, :3], kv_caches=caches_d)
-    for t in range(3, 10):                                   # up to the full context
-        full = model.forward(ids[:, t:t + 1], kv_caches=caches_f)[:, -1]
-        one = model.decode(ids[:, t:t + 1], caches_d)
-        assert one.dtype == dtype
-        np.testing.assert_array_equal(one, full)
-    with pytest.raises(ValueError, match="KV caches are full"):
-        model.decode(ids[:, :1], caches_d)
+    with npfm.reference(textbook):
+        caches_f, caches_d = model.new_kv_caches(2), model.new_kv_caches(2)
+        model.forward(ids[:, :3], kv_caches=caches_f)
+        model.forward(ids[:, :3], kv_caches=caches_d)
+        for t in range(3, 10):                               # up to the full context
+            full = model.forward(ids[:, t:t + 1], kv_caches=caches_f)[:, -1]
+            one = model.decode(ids[:, t:t + 1], caches_d)
+            assert one.dtype == dtype
+            np.testing.assert_array_equal(one, full)
+        with pytest.raises(ValueError, match="KV caches are full"):
+            model.decode(ids[:, :1], caches_d)
 
 
 def test_decode_rejects_bad_input():
