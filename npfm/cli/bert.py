@@ -23,7 +23,7 @@ DEFAULT_OUT = os.path.join("runs", "bert")
 
 # defaults of the main job: tuned so `npfm train bert` ends within 15 minutes on 2 cores
 JOB_DEFAULTS = {"tiny": dict(steps=200, lr=3e-3, eval_every=50, batch_size=16),
-                "default": dict(steps=1200, lr=2e-3, eval_every=200, batch_size=32)}
+                "default": dict(steps=2000, lr=2e-3, eval_every=200, batch_size=32)}
 
 
 def pretrain_command(args):

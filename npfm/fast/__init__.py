@@ -10,7 +10,9 @@ to its pair) and exists only because a profile showed it pays:
     attention      q scaled instead of the scores, the mask added as 0/-inf,
                    a causal mask by chunks of queries against the keys they see,
                    a softmax that skips the max shift when nothing can
-                   overflow, dP - r from one product, blocks of sequences
+                   overflow, dP - r from one product, blocks of sequences;
+                   one new position against a KV cache in a few calls
+                   (fast/decode.py, ``fast_kernel("attention", "decode")``)
     cross_entropy  softmax and log p of the target in one pass per row block
     embedding      the duplicate-summing scatter on the flattened table
     linear         the bias added in place, its gradient as a product with ones,
@@ -32,7 +34,7 @@ import os
 from contextlib import contextmanager
 
 from .. import functional
-from . import activations, attention, cross_entropy, embedding, layernorm, linear, lora, swiglu
+from . import activations, attention, cross_entropy, decode, embedding, layernorm, linear, lora, swiglu
 
 KERNELS = {                      # name -> the module holding name_forward / name_backward
     "layernorm": layernorm,

@@ -21,6 +21,7 @@ from functools import partial
 import numpy as np
 
 from ..functional.attention import causal_mask, repeat_kv, sum_kv_groups
+from .decode import attention_decode  # noqa: F401  one position against a KV cache: fast_kernel("attention", "decode")
 from .threads import map_rows
 
 CAUSAL_CHUNK = 64      # queries per chunk under a causal mask (tests make it small)

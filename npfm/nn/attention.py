@@ -29,8 +29,7 @@ import numbers
 import numpy as np
 
 from ..core import Module, Parameter, check_array
-from ..fast import fast_kernel, pair, reference_enabled
-from ..fast.decode import attention_decode
+from ..fast import fast_kernel, pair
 from ..functional.attention import attention_weights, causal_mask
 from .linear import Linear
 
@@ -58,9 +57,10 @@ def attention_one_position(q, k, v):
     What a KV cache leaves for each new token, on the fast floor's kernel for
     it (fast/decode.py) or, with the switch on, on the textbook pair. forward
     (T = 1, with a cache) and decode both call this, so they agree bit for bit."""
-    if reference_enabled():
+    decode = fast_kernel("attention", "decode")      # None on the textbook floor
+    if decode is None:
         return pair("attention")[0](q, k, v)[0]
-    return attention_decode(q, k, v)
+    return decode(q, k, v)
 
 
 class KVCache:

@@ -90,7 +90,7 @@ def test_forward_and_decode_run_the_same_one_position_attention(dtype, monkeypat
         calls.append(q.shape)
         return kernel(q, k, v)
 
-    monkeypatch.setattr("npfm.nn.attention.attention_decode", counted)
+    monkeypatch.setattr("npfm.fast.attention.attention_decode", counted)   # fast_kernel("attention", "decode")
     attn = MultiHeadAttention(8, 4, causal=True, dtype=dtype, n_kv_heads=2)
     x = np.random.default_rng(6).standard_normal((2, 4, 8)).astype(dtype)
     cache_f, cache_d = KVCache(2, 2, 5, 2, dtype), KVCache(2, 2, 5, 2, dtype)
