@@ -19,6 +19,7 @@ import npfm.functional as F
 from npfm import nn
 from npfm.gradcheck import check_module
 from npfm.optim import AdamW, param_groups
+from tiny_tasks import tiny_bert_task  # noqa: E402
 
 PAIRS = sorted(name[:-len("_forward")] for name in F.__all__ if name.endswith("_forward")
                and f"{name[:-len('_forward')]}_backward" in F.__all__)
@@ -181,16 +182,7 @@ def gpt_task():
 
 
 def bert_task():
-    from npfm.models.bert import BertForPreTraining, preset
-    from npfm.tasks.bert import BertPretrainTask, split_for_pretraining
-    from npfm.tokenizers.wordpiece import WordPieceTokenizer
-    docs = [[f"Sentence {i} of document {d} has words like loop and break." for i in range(6)]
-            for d in range(6)]
-    train_docs, val_docs = split_for_pretraining(docs)
-    tok = WordPieceTokenizer.train([" ".join(d) for d in train_docs], 80)
-    model = BertForPreTraining(preset("tiny", vocab_size=tok.vocab_size, max_len=24))
-    return BertPretrainTask(model, tok, train_docs, val_docs, batch_size=4, n_passes=2,
-                            eval_batches=1)
+    return tiny_bert_task(eval_batches=1)
 
 
 def clip_task():

@@ -23,6 +23,7 @@ import pytest
 
 import npfm
 from npfm.train import TrainConfig, train
+from tiny_tasks import tiny_bert_task  # noqa: E402
 
 STEPS = 50
 TOLERANCE = 2e-5
@@ -77,16 +78,7 @@ def test_gpt_trains_on_the_textbook_floor(tmp_path):
 
 
 def bert_task():
-    from npfm.models.bert import BertForPreTraining, preset
-    from npfm.tasks.bert import BertPretrainTask, split_for_pretraining
-    from npfm.tokenizers.wordpiece import WordPieceTokenizer
-    docs = [[f"Sentence {i} of document {d} has words like loop and break." for i in range(6)]
-            for d in range(6)]
-    train_docs, val_docs = split_for_pretraining(docs)
-    tok = WordPieceTokenizer.train([" ".join(d) for d in train_docs], 80)
-    model = BertForPreTraining(preset("tiny", vocab_size=tok.vocab_size, max_len=24))
-    return BertPretrainTask(model, tok, train_docs, val_docs, batch_size=4, n_passes=2,
-                            eval_batches=2)
+    return tiny_bert_task(eval_batches=2)
 
 
 def test_bert_pretraining_trains_on_the_textbook_floor(tmp_path):
