@@ -80,52 +80,63 @@ def _lines(text):
     return text.splitlines(keepends=True)
 
 
-def run_plain(nb, cwd, sources=None, stop_after=None):
-    """Exec each code cell of ``nb`` in one namespace, in directory ``cwd``.
+class PlainKernel:
+    """Code cells exec'd one after another in one namespace, in directory ``cwd``,
+    as a Jupyter kernel runs them: a cell may be run again, or with other source."""
 
-    sources: optional replacement source per code cell (same length).
-    stop_after: run code cells 0 .. stop_after only.
+    def __init__(self, cwd):
+        self.cwd = cwd
+        self.namespace = {"__name__": "__main__"}
+
+    def run(self, source, index, what=""):
+        """Exec ``source`` as code cell ``index``; return its outputs as an nbformat 4 list.
+
+        Printed text becomes a "stream" output and each picture passed to
+        ``npfm.pictures.show`` an "image/png" output. Raises RuntimeError naming
+        the cell (and ``what`` ran in it, e.g. " with its answer") when it fails.
+        """
+        import npfm.pictures as pictures
+        outputs, buffer = [], io.StringIO()
+
+        def flush():
+            text = buffer.getvalue()
+            if text:
+                outputs.append({"output_type": "stream", "name": "stdout", "text": _lines(text)})
+            buffer.seek(0)
+            buffer.truncate()
+
+        def take(png):
+            flush()
+            outputs.append({"output_type": "display_data", "metadata": {},
+                            "data": {"image/png": base64.b64encode(png).decode("ascii"),
+                                     "text/plain": ["<PNG image>"]}})
+
+        old_cwd, old_sink = os.getcwd(), pictures.sink
+        os.chdir(self.cwd)
+        pictures.sink = take
+        try:
+            with contextlib.redirect_stdout(buffer):
+                exec(compile(strip_magics(source), f"cell {index}", "exec"), self.namespace)
+        except Exception as err:
+            flush()
+            raise RuntimeError(f"code cell {index}{what} failed: {err!r}\n{source}\n"
+                               f"{traceback.format_exc()}") from err
+        finally:
+            pictures.sink = old_sink
+            os.chdir(old_cwd)
+        flush()
+        return outputs
+
+
+def run_plain(nb, cwd):
+    """Exec each code cell of ``nb`` in one namespace (a PlainKernel), in directory ``cwd``.
+
     Returns (outputs per code cell as nbformat 4 output lists, the namespace).
     Raises RuntimeError naming the cell that failed.
     """
-    import npfm.pictures as pictures
-    sources = sources or code_sources(nb)
-    namespace = {"__name__": "__main__"}
-    all_outputs = []
-    old_cwd, old_sink = os.getcwd(), pictures.sink
-    os.chdir(cwd)
-    try:
-        for i, source in enumerate(sources):
-            if stop_after is not None and i > stop_after:
-                break
-            outputs, buffer = [], io.StringIO()
-
-            def flush():
-                text = buffer.getvalue()
-                if text:
-                    outputs.append({"output_type": "stream", "name": "stdout", "text": _lines(text)})
-                buffer.seek(0)
-                buffer.truncate()
-
-            def take(png):
-                flush()
-                outputs.append({"output_type": "display_data", "metadata": {},
-                                "data": {"image/png": base64.b64encode(png).decode("ascii"),
-                                         "text/plain": ["<PNG image>"]}})
-
-            pictures.sink = take
-            try:
-                with contextlib.redirect_stdout(buffer):
-                    exec(compile(strip_magics(source), f"cell {i}", "exec"), namespace)
-            except Exception as err:
-                flush()
-                raise RuntimeError(f"code cell {i} failed: {err!r}\n{source}\n{traceback.format_exc()}") from err
-            flush()
-            all_outputs.append(outputs)
-    finally:
-        pictures.sink = old_sink
-        os.chdir(old_cwd)
-    return all_outputs, namespace
+    kernel = PlainKernel(cwd)
+    outputs = [kernel.run(source, i) for i, source in enumerate(code_sources(nb))]
+    return outputs, kernel.namespace
 
 
 def jupyter_available():

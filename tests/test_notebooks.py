@@ -5,7 +5,9 @@
 * Each shows at least four pictures, and each stored picture is a real PNG
   (decoded with npfm.png: more than 16 pixels each way, not one colour).
 * Each "your turn" cell comes with a check that says "Not yet" as the notebook
-  is shipped and "Yes" once the cell's recorded answer is put in.
+  is shipped and "Yes" once the cell's recorded answer is put in. Both are seen
+  in the one run top to bottom, as a reader sees them in Jupyter: the answer is
+  put in, that cell and the cells to its check re-run, the shipped cell put back.
 
 Staleness. The notebooks are committed with their outputs, so a reader sees
 them on the repository's page; the outputs must then be the ones today's
@@ -81,30 +83,39 @@ def test_there_are_notebooks():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
-def test_notebook_runs_with_exec(path, tmp_path):
-    nb = load(path)
-    try:
-        outputs, _ = execute.run_plain(nb, tmp_path)
-    except RuntimeError as err:
-        raise AssertionError(f"{path.name}: {err}") from None
-    check_pictures(pictures_in(outputs), path.name)
-    for _, _, check in turns(nb):
-        assert text_of(outputs[check]).startswith("Not yet"), \
-            f"{path.name}: the check of code cell {check} passes before the reader changed anything"
-
-
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
-def test_your_turn_answers_pass_their_checks(path, tmp_path):
+def test_notebook_runs_with_exec_and_its_answers_pass_their_checks(path, tmp_path):
+    """The notebook as shipped runs top to bottom and shows its pictures; at each
+    your-turn cell the reader does what one does in Jupyter: runs the cell and its
+    check as shipped (the check says "Not yet"), puts the recorded answer in the
+    cell and runs it and the cells up to its check again ("Yes"), then puts the
+    shipped cell back and re-runs them ("Not yet" once more) when cells follow."""
     nb = load(path)
     found = turns(nb)
     assert found, f"{path.name} has no 'your turn' cell"
+    turn_of_check = {check: (cell, answer) for cell, answer, check in found}
+    assert len(turn_of_check) == len(found), f"{path.name}: two your-turn cells share one check"
     sources = execute.code_sources(nb)
-    for cell, answer, _ in found:
-        sources[cell] = answer
-    outputs, _ = execute.run_plain(nb, tmp_path, sources=sources, stop_after=max(c for _, _, c in found))
-    for cell, _, check in found:
-        said = text_of(outputs[check])
-        assert said.startswith("Yes"), f"{path.name}: with the answer in code cell {cell}, the check says {said!r}"
+    kernel = execute.PlainKernel(tmp_path)
+    outputs = []
+    try:
+        for i, source in enumerate(sources):
+            outputs.append(kernel.run(source, i))
+            if i not in turn_of_check:
+                continue
+            cell, answer = turn_of_check[i]
+            assert text_of(outputs[i]).startswith("Not yet"), \
+                f"{path.name}: the check of code cell {i} passes before the reader changed anything"
+            for j in range(cell, i + 1):
+                said = text_of(kernel.run(answer if j == cell else sources[j], j, " with the answer in"))
+            assert said.startswith("Yes"), f"{path.name}: with the answer in code cell {cell}, the check says {said!r}"
+            if i + 1 < len(sources):                 # cells follow: they run after the shipped cell
+                for j in range(cell, i + 1):
+                    said = text_of(kernel.run(sources[j], j, " once the shipped cell is back"))
+                assert said.startswith("Not yet"), \
+                    f"{path.name}: with code cell {cell} as shipped again, the check says {said!r}"
+    except RuntimeError as err:
+        raise AssertionError(f"{path.name}: {err}") from None
+    check_pictures(pictures_in(outputs), path.name)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)

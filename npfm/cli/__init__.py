@@ -3,6 +3,7 @@ parses arguments and calls the library (``npfm.tasks``, ``npfm.models``,
 ``npfm.evaluation``); each file adds one model's subcommands.
 
     npfm gradcheck                 float64 gradient check of every layer and model
+    npfm gradcheck --only NAME     ... of some of them (layernorm, attention, GPT, ...)
     npfm train gpt [...]           pre-train / fine-tune a GPT (the main job)
     npfm generate --checkpoint C   sample from a trained GPT, streamed
     npfm train bert / finetune bert / embed / search        the encoder (BERT, MiniLM)
@@ -23,7 +24,7 @@ from .. import argtypes
 
 def _gradcheck(args):
     from ..checks import main
-    return main(seed=args.seed)
+    return main(seed=args.seed, only=args.only)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,6 +44,9 @@ def build_parser():
 
     p = sub.add_parser("gradcheck", help="float64 gradient check of every layer, loss and model")
     p.add_argument("--seed", type=argtypes.seed, default=0)
+    p.add_argument("--only", nargs="+", metavar="NAME",
+                   help="run only these checks: a name from the table, or its first word "
+                        "(layernorm: the pair and the Module; attention; Block; GPT)")
     p.set_defaults(func=_gradcheck)
 
     train = sub.add_parser("train", help="train a model: gpt, bert, clip or dalle")

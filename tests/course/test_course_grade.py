@@ -98,7 +98,9 @@ ASSIGNMENT1_FAULTS = [
      "dx: relative error"),
     ("softmax", "e = np.exp(x - _row_max(x, -1))", "e = np.exp(x)",
      ["softmax_forward: hidden logits of size 1000"], None),
-    ("activations", "    positive = cache\n", "    positive = cache\n    while True:\n        pass\n",
+    # an endless loop that sleeps: it times out as a busy one does, without taking a core
+    ("activations", "    positive = cache\n",
+     "    positive = cache\n    import time\n    while True:\n        time.sleep(0.05)\n",
      ["relu_backward"], "timed out after"),
     ("activations", "    approximate, x, s = cache\n",
      "    approximate, x, s = cache\n    import sys\n    sys.exit(3)\n",

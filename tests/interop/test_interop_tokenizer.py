@@ -6,6 +6,7 @@ the ``regex`` module run where those are installed.
 """
 
 import ast
+import functools
 import os
 import sys
 import unicodedata
@@ -33,18 +34,20 @@ EDGE = ("\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2003\u2028\u2029\u202f\u3
 def stdlib_docstrings(limit_files=120):
     """The docstrings of the first ``limit_files`` standard-library modules (by path)."""
     root = sources.stdlib_dir()
-    texts = []
-    for rel in sources.stdlib_python_files(root)[:limit_files]:
-        try:
-            tree = ast.parse(sources.read_text(os.path.join(root, rel)))
-        except (SyntaxError, ValueError):
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                doc = ast.get_docstring(node, clean=False)
-                if doc:
-                    texts.append(doc)
-    return texts
+    return [doc for rel in sources.stdlib_python_files(root)[:limit_files]
+            for doc in file_docstrings(os.path.join(root, rel))]
+
+
+@functools.lru_cache(maxsize=None)
+def file_docstrings(path):
+    """One file's docstrings, parsed once: the hidden text's files are the first of the 400 read for training."""
+    try:
+        tree = ast.parse(sources.read_text(path))
+    except (SyntaxError, ValueError):
+        return ()
+    docs = (ast.get_docstring(node, clean=False) for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)))
+    return tuple(doc for doc in docs if doc)
 
 
 def hidden_text():
