@@ -1,7 +1,7 @@
 """Where a GPT training step's time goes: matrix products, each fast kernel,
 AdamW, clipping and Python, against the machine's measured sgemm speed.
 
-    python benchmarks/profile_gpt.py [--preset default] [--steps 5]
+    python benchmarks/profile_gpt.py [--preset default] [--steps 5] [--scaling]
 
 Every kernel the Modules call (``npfm.fast.pair``) is wrapped in a timer for
 the run; a kernel's time includes the matrix products inside it (linear's
@@ -10,11 +10,20 @@ the step's floating-point work (6 x parameters x tokens for the products of
 the weights, plus attention's 12 B T^2 C per layer for q k^T and P v, forward
 and backward) divided by the step's time, beside a plain float32 sgemm of the
 step's largest product shape.
+
+``--scaling`` asks which parts use the second core: steps run alternately on
+one thread and on all of them (``npfm.fast.threads.set_num_threads`` and
+OpenBLAS's own count), ``--steps`` rounds, and each part's median time on each
+is printed with its speed-up. A part with a speed-up near 1 runs on one core
+(Python between NumPy calls, a single-threaded ufunc); one well under the
+number of threads is bound by memory or by its threads' hand-offs. The last
+column is what the step would gain if that part scaled perfectly.
 """
 
 import argparse
 import collections
 import os
+import statistics
 import sys
 import time
 
@@ -50,10 +59,46 @@ def sgemm_gflops(M, K, N, repeat=5):
     return 2 * M * K * N / best / 1e9
 
 
+def scaling(step, totals, rounds):
+    """Each part's median ms on one thread and on all, the two alternated round by round."""
+    threads = fast.threads
+    n = threads.num_threads()
+    blas = threads._blas_threads()
+    blas_n = blas[0]() if blas else None
+    runs = {1: collections.defaultdict(list), n: collections.defaultdict(list)}
+    try:
+        for r in range(rounds):
+            for k in ((1, n) if r % 2 == 0 else (n, 1)):
+                threads.set_num_threads(k)
+                if blas:
+                    blas[1](1 if k == 1 else blas_n)
+                step()                                           # warm-up at this count
+                totals.clear()
+                t0 = time.perf_counter()
+                step()
+                wall = time.perf_counter() - t0
+                runs[k]["step"].append(wall)
+                for name, seconds in totals.items():
+                    runs[k][name].append(seconds)
+                runs[k]["other: Python, residuals"].append(wall - sum(totals.values()))
+    finally:
+        threads.set_num_threads(n)
+        if blas:
+            blas[1](blas_n)
+    median = statistics.median
+    print(f"\n{'part':<28} {'1 thread':>9} {f'{n} threads':>10} {'speed-up':>9} {'gain if x' + str(n):>10}"
+          f"   (ms, median of {rounds} rounds)")
+    for name in sorted(runs[1], key=lambda k: -median(runs[1][k])):
+        one, many = median(runs[1][name]) * 1e3, median(runs[n][name]) * 1e3
+        print(f"{name:<28} {one:9.1f} {many:10.1f} {one / many:9.2f} {many - one / n:10.1f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="default", choices=sorted(BATCH))
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--scaling", action="store_true",
+                        help="each part on one thread and on all, alternated (--steps rounds)")
     args = parser.parse_args()
     config = preset(args.preset)
     B, T, C, L = BATCH[args.preset], config.context, config.dim, config.n_layers
@@ -78,6 +123,8 @@ def main():
         clip(model.parameters(), 1.0)
         step_opt()
 
+    if args.scaling:
+        return scaling(step, totals, args.steps)
     step()                                                   # warm up
     totals.clear()
     t0 = time.perf_counter()
