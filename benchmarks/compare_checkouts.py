@@ -17,10 +17,11 @@ more tokens per second for generation), with the middle half of those ratios
 (their quartiles) to show how far one round's noise reaches.
 
 Measured: a GPT training step (forward, backward, AdamW) at the default and
-large presets, and greedy generation of ``--new-tokens`` tokens with the KV
+large presets, one causal TransformerBlock's forward + backward at each step's
+shape, and greedy generation of ``--new-tokens`` tokens with the KV
 cache, each version with its own fastest kernels. Only the API both versions
 share is used (``models.gpt.GPT, generate, preset``, ``optim.AdamW,
-param_groups``, the cross-entropy pair).
+param_groups``, ``nn.TransformerBlock``, the cross-entropy pair).
 """
 
 import argparse
@@ -73,6 +74,7 @@ class Version:
         functional = importlib.import_module(f"{package}.functional")
         # the Module runs the fast floor's kernel where there is one; npfm 0.1 has only the pair
         self.loss = getattr(nn, "CrossEntropyLoss", None)
+        self.TransformerBlock = nn.TransformerBlock
         self.pair = functional.cross_entropy_forward, functional.cross_entropy_backward
 
     def step(self, name, ids):
@@ -95,6 +97,19 @@ class Version:
                 _, cache = forward(model(x), y)
                 model.backward(backward(1.0, cache))
                 opt.step()
+        return step
+
+    def block(self, name, B):
+        """A causal pre-LN TransformerBlock's forward + backward at the preset's step shape."""
+        config = self.preset(name)
+        C, T = config.dim, config.context
+        block = self.TransformerBlock(C, config.n_heads, 4 * C, causal=True, rng=np.random.default_rng(1))
+        rng = np.random.default_rng(2)
+        x, dy = (rng.standard_normal((B, T, C)).astype(np.float32) for _ in range(2))
+
+        def step():
+            block(x)
+            block.backward(dy)
         return step
 
     def generation(self, name, n):
@@ -147,6 +162,11 @@ def main():
             ours, theirs = in_turn(here.step(name, ids), then.step(name, ids), args.rounds)
             a, b = statistics.median(ours), statistics.median(theirs)
             print(f"{'training step, ' + name:<40} {a * 1e3:9.1f} ms {b * 1e3:9.1f} ms "
+                  f"{paired(ours, theirs)}", flush=True)
+            ours, theirs = in_turn(here.block(name, BATCH[name]), then.block(name, BATCH[name]),
+                                   args.rounds)
+            a, b = statistics.median(ours), statistics.median(theirs)
+            print(f"{'  its TransformerBlock, fwd + bwd':<40} {a * 1e3:9.1f} ms {b * 1e3:9.1f} ms "
                   f"{paired(ours, theirs)}", flush=True)
         for name in args.presets:
             n = args.new_tokens

@@ -62,3 +62,6 @@ def test_this_checkout_against_itself_times_both_in_turn(tmp_path, fresh_import)
     assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]    # warm-up, then the order swapped each round
     assert len(ours) == len(theirs) == 3 and min(ours + theirs) > 0
     assert "x  [" in compare_checkouts.paired(ours, theirs)
+    block = here.block("tiny", 2)
+    block()
+    assert here.TransformerBlock is not then.TransformerBlock      # each version's own class
