@@ -43,53 +43,53 @@ def _module_check(name, module, *inputs, **kwargs):
 def _pairs(rng):
     x = rng.standard_normal((2, 3, 5))
     yield _pair_check("linear", F.linear_forward, F.linear_backward,
-                          [x, rng.standard_normal((5, 4)), rng.standard_normal(4)], ["x", "W", "b"])
+                      [x, rng.standard_normal((5, 4)), rng.standard_normal(4)], ["x", "W", "b"])
     ids = np.array([[1, 3, 3], [0, 1, 6]])
     yield _pair_check("embedding", F.embedding_forward,
-                          lambda dy, c: (None, F.embedding_backward(dy, c)),
-                          [ids, rng.standard_normal((7, 4))], ["ids", "W"])
+                      lambda dy, c: (None, F.embedding_backward(dy, c)),
+                      [ids, rng.standard_normal((7, 4))], ["ids", "W"])
     yield _pair_check("layernorm", F.layernorm_forward, F.layernorm_backward,
-                          [x, rng.standard_normal(5), rng.standard_normal(5)], ["x", "gamma", "beta"])
+                      [x, rng.standard_normal(5), rng.standard_normal(5)], ["x", "gamma", "beta"])
     yield _pair_check("gelu (tanh)", F.gelu_forward, lambda dy, c: (F.gelu_backward(dy, c),),
-                          [x], ["x"])
+                      [x], ["x"])
     yield _pair_check("gelu (exact)", lambda x: F.gelu_forward(x, approximate="none"),
-                          lambda dy, c: (F.gelu_backward(dy, c),), [x], ["x"])
+                      lambda dy, c: (F.gelu_backward(dy, c),), [x], ["x"])
     yield _pair_check("relu", F.relu_forward, lambda dy, c: (F.relu_backward(dy, c),), [x], ["x"])
     yield _pair_check("tanh", F.tanh_forward, lambda dy, c: (F.tanh_backward(dy, c),), [x], ["x"])
     yield _pair_check("softmax", F.softmax_forward, lambda dy, c: (F.softmax_backward(dy, c),),
-                          [x], ["x"])
+                      [x], ["x"])
     drop_seed = int(rng.integers(1 << 30))
     yield _pair_check("dropout p=0.3",
-                          lambda x: F.dropout_forward(x, 0.3, np.random.default_rng(drop_seed)),
-                          lambda dy, c: (F.dropout_backward(dy, c),), [x], ["x"])
+                      lambda x: F.dropout_forward(x, 0.3, np.random.default_rng(drop_seed)),
+                      lambda dy, c: (F.dropout_backward(dy, c),), [x], ["x"])
     q, k, v = (rng.standard_normal((2, 2, 4, 3)) for _ in range(3))
     mask = rng.random((2, 1, 4, 4)) < 0.6
     mask[0, 0, 1] = False                                   # a fully masked row
     yield _pair_check("attention (masked)", F.attention_forward, F.attention_backward,
-                          [q, k, v], ["q", "k", "v"], mask=mask)
+                      [q, k, v], ["q", "k", "v"], mask=mask)
     yield _pair_check("attention (causal)", F.attention_forward, F.attention_backward,
-                          [q, k, v], ["q", "k", "v"], mask=F.causal_mask(4))
+                      [q, k, v], ["q", "k", "v"], mask=F.causal_mask(4))
     kg, vg = rng.standard_normal((2, 1, 4, 3)), rng.standard_normal((2, 1, 4, 3))
     yield _pair_check("attention (grouped-query)", F.attention_forward, F.attention_backward,
-                          [q, kg, vg], ["q", "k", "v"], mask=F.causal_mask(4))
+                      [q, kg, vg], ["q", "k", "v"], mask=F.causal_mask(4))
     yield _pair_check("rmsnorm", F.rmsnorm_forward, F.rmsnorm_backward,
-                          [x, rng.standard_normal(5)], ["x", "gamma"])
+                      [x, rng.standard_normal(5)], ["x", "gamma"])
     yield _pair_check("silu", F.silu_forward, lambda dy, c: (F.silu_backward(dy, c),), [x], ["x"])
     rx = rng.standard_normal((2, 4, 6))
     yield _pair_check("rope (offset 3)", lambda x: F.rope_forward(x, offset=3),
-                          lambda dy, c: (F.rope_backward(dy, c),), [rx], ["x"])
+                      lambda dy, c: (F.rope_backward(dy, c),), [rx], ["x"])
     yield _pair_check("swiglu", F.swiglu_forward, F.swiglu_backward,
-                          [x, rng.standard_normal((5, 7)), rng.standard_normal((5, 7)),
-                           rng.standard_normal((7, 5))], ["x", "W1", "W3", "W2"])
+                      [x, rng.standard_normal((5, 7)), rng.standard_normal((5, 7)),
+                       rng.standard_normal((7, 5))], ["x", "W1", "W3", "W2"])
     yield _pair_check("lora", lambda x, W, b, A, B: F.lora_forward(x, W, b, A, B, 0.5),
-                          F.lora_backward,
-                          [x, rng.standard_normal((5, 4)), rng.standard_normal(4),
-                           rng.standard_normal((5, 2)), rng.standard_normal((2, 4))],
-                          ["x", "W", "b", "A", "B"])
+                      F.lora_backward,
+                      [x, rng.standard_normal((5, 4)), rng.standard_normal(4),
+                       rng.standard_normal((5, 2)), rng.standard_normal((2, 4))],
+                      ["x", "W", "b", "A", "B"])
     targets = np.array([[0, 4, -100], [2, 2, 1]])
     yield _pair_check("cross_entropy", lambda z: F.cross_entropy_forward(z, targets),
-                          lambda dy, c: (F.cross_entropy_backward(dy, c),),
-                          [rng.standard_normal((2, 3, 5))], ["logits"], dy=np.array(1.3))
+                      lambda dy, c: (F.cross_entropy_backward(dy, c),),
+                      [rng.standard_normal((2, 3, 5))], ["logits"], dy=np.array(1.3))
 
 
 def _modules(rng):
@@ -138,8 +138,8 @@ def _clip(rng):
     from .models import clip
     x, y = rng.standard_normal((4, 6)), rng.standard_normal((4, 6))
     yield _pair_check("clip_loss", F.clip_loss_forward, F.clip_loss_backward,
-                          [x, y, np.array([1.3])], ["image_emb", "text_emb", "logit_scale"],
-                          dy=np.array(1.7))
+                      [x, y, np.array([1.3])], ["image_emb", "text_emb", "logit_scale"],
+                      dy=np.array(1.7))
     model = clip.CLIP(clip.preset("tiny"), seed=1).astype(np.float64)
     for p in model.parameters():            # larger weights than at init: every path matters
         p.data += rng.standard_normal(p.shape) * 0.1
@@ -150,7 +150,7 @@ def _clip(rng):
     yield _module_check("CLIP text tower (tiny)", model.text, ids, max_entries=10)
     # one scalar summing many terms: h = 1e-5 keeps the rounding in the difference small
     yield _module_check("CLIP (tiny): loss", model, images, ids, max_entries=6,
-                            dy=np.array(1.0), h=1e-5)
+                        dy=np.array(1.0), h=1e-5)
 
 
 def _bert(rng):
@@ -167,9 +167,9 @@ def _bert(rng):
     yield _module_check("BERT MLM + NSP (tiny)", bert.JoinedPreTrainingOutputs(
         bert.BertForPreTraining(config), masked), ids, **kw)
     yield _module_check("BERT sequence cls (tiny)",
-                            bert.BertForSequenceClassification(config, 3), ids, **kw)
+                        bert.BertForSequenceClassification(config, 3), ids, **kw)
     yield _module_check("BERT token cls (tiny)",
-                            bert.BertForTokenClassification(config, 4), ids, **kw)
+                        bert.BertForTokenClassification(config, 4), ids, **kw)
 
 
 def _text_to_image(rng):
@@ -182,7 +182,7 @@ def _text_to_image(rng):
     text[:, -1] = 0                                          # [PAD] targets are ignored
     stream = dalle.make_stream(text, rng.integers(0, c.n_codes, (2, c.n_image_tokens)), c)
     yield _module_check("DALL-E (tiny, 1/8 + 7/8 loss)", dalle.TextImageLoss(model), stream,
-                            max_entries=12)
+                        max_entries=12)
 
 
 SUITES = [_pairs, _modules, _models, _bert, _clip, _text_to_image]
