@@ -6,7 +6,8 @@ to its pair) and exists only because a profile showed it pays:
 
     layernorm      rows in cache-sized blocks on every core, row means as
                    matrix-vector products (fast/layernorm.py)
-    gelu           the tanh and exact forms in place, blocks on every core
+    gelu           the tanh form as x sigmoid(2u) (one exp, faster than tanh), its
+                   backward from the sigmoid kept; in place, blocks on every core
     attention      q scaled instead of the scores, the mask added as 0/-inf,
                    a causal mask by chunks of queries against the keys they see,
                    a softmax that skips the max shift when nothing can

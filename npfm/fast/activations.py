@@ -1,9 +1,17 @@
 """GELU, fast: the textbook pair (npfm/functional/activations.py) in place, in row blocks.
 
-The tanh form's eight passes run one block of rows at a time (the block
-stays in the core's cache between passes) and on every core
-(``npfm.fast.threads.map_rows``); the exact form's erf is the textbook's
-(npfm/functional/erf.py), applied block by block.
+The tanh form is computed through the exponential, which NumPy evaluates
+about 1.5x faster than tanh (and which does not cancel where 1 + t does):
+
+    x (1 + tanh(u)) / 2 = x * s,   s = sigmoid(2u) = 1 / (1 + exp(-2u)),   u = k (x + a x^3)
+    y' = s + x s (1 - s) z',       z' = d(2u)/dx = 2k (1 + 3a x^2)
+
+so the cache keeps s, not t = 2s - 1, and the backward needs no
+transcendental. Where x is very negative exp(-2u) overflows to inf and s is
+0, as it should be (the overflow is expected, not reported). Each block's
+passes run before the next block's (the block stays in the core's cache)
+and on every core (``npfm.fast.threads.map_rows``); the exact form's erf is
+the textbook's (npfm/functional/erf.py), applied block by block.
 """
 
 import math
@@ -20,29 +28,29 @@ def _as_rows(*arrays):
     return [a.reshape(-1, a.shape[-1] if a.ndim else 1) for a in arrays]
 
 
-def _gelu_tanh_rows(x, y, t):
-    """Fills t = tanh(k (x + a x^3)) and y = x (1 + t) / 2 for a block of rows."""
-    np.multiply(x, x, out=t)
-    t *= _K * _A
-    t += _K
-    t *= x                                         # k (x + a x^3)
-    np.tanh(t, out=t)                              # t
-    np.add(t, 1.0, out=y)
-    y *= x
-    y *= 0.5                                       # x (1 + t) / 2
+def _gelu_tanh_rows(x, y, s):
+    """Fills s = 1 / (1 + exp(-2u)) and y = x s for a block of rows."""
+    np.multiply(x, x, out=s)
+    s *= -2.0 * _K * _A
+    s -= 2.0 * _K
+    s *= x                                         # -2u = -2k (x + a x^3)
+    with np.errstate(over="ignore"):               # exp(-2u) = inf where x << 0: s = 0
+        np.exp(s, out=s)
+    s += 1.0
+    np.reciprocal(s, out=s)                        # s = sigmoid(2u)
+    np.multiply(x, s, out=y)                       # x (1 + t) / 2 = x s
 
 
-def _gelu_tanh_backward_rows(dy, x, t, dx):
-    """Fills dx = dy (1 + t) (1 + u (1 - t)) / 2, u = x k (1 + 3 a x^2), for a block of rows."""
-    u = x * x                                      # (n, last)
-    u *= 3.0 * _K * _A
-    u += _K
-    u *= x                                         # u = x k (1 + 3 a x^2)
-    np.subtract(1.0, t, out=dx)
-    dx *= u
-    dx += 1.0                                      # 1 + u (1 - t)
-    dx *= np.add(t, 1.0, out=u)                    # (1 + t) (1 + u (1 - t))
-    dx *= 0.5
+def _gelu_tanh_backward_rows(dy, x, s, dx):
+    """Fills dx = dy (s + x z' s (1 - s)), z' = 2k (1 + 3a x^2), for a block of rows."""
+    xz = x * x                                     # (n, last)
+    xz *= 6.0 * _K * _A
+    xz += 2.0 * _K
+    xz *= x                                        # x z'
+    np.subtract(1.0, s, out=dx)
+    dx *= s                                        # s (1 - s)
+    dx *= xz
+    dx += s                                        # s + x z' s (1 - s)
     dx *= dy
 
 
@@ -70,7 +78,7 @@ def gelu_forward(x, approximate="tanh"):
 
     Elementwise, so ``map_rows`` runs blocks of rows on every core.
     """
-    y, s = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype)  # y, and t or Phi
+    y, s = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype)  # y, and s or Phi
     kernel = _gelu_tanh_rows if approximate == "tanh" else _gelu_exact_rows
     map_rows(kernel, *_as_rows(x, y, s))
     return y, (approximate, x, s)

@@ -6,16 +6,24 @@ largest entry of the textbook's result:
 - float64: 1e-12. The in-place passes and the textbook's expressions round
   in a different order, ~1e-16 per operation.
 - float32: 1e-5. About ten float32 roundings (eps = 6e-8) per element on
-  each floor, in a different order; tanh near saturation and the
-  (1 + t) factors amplify them a little (measured: 4e-7).
+  each floor, in a different order; the fast tanh form goes through
+  exp(-2u) and s (1 - s) where the textbook has tanh and 1 - t^2, whose
+  roundings the chain rule's factors amplify a little (measured: 1.4e-6
+  on the many-blocks case below, |x| up to 40).
 
 dx = dy gelu'(x) is compared relative to the larger of its largest entry and
 max |dy|: gelu' is a sum of terms of order 1 that cancel near x = -0.75.
+y is compared relative to the larger of its largest entry and max |x|: the
+textbook's tanh form computes x (1 + t) / 2, and where x is very negative t
+is near -1 and 1 + t cancels, leaving an error of order eps |x| however small
+y is (x = -4.42: 1.4e-11 of y on the textbook floor, 1.4e-17 on the fast
+floor, which goes through exp(-2u) and does not cancel; measured against
+long double).
 """
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import npfm.fast.activations as fast_activations
@@ -29,7 +37,7 @@ def compare(x, dy, approximate):
     dtype = x.dtype.type
     y_fast, cache_fast = fast_activations.gelu_forward(x, approximate)
     y_text, cache_text = F.gelu_forward(x, approximate)
-    return {"y": floor_error(y_fast, y_text, dtype),
+    return {"y": floor_error(y_fast, y_text, dtype, terms=float(np.abs(x).max(initial=0.0))),
             "dx": floor_error(fast_activations.gelu_backward(dy, cache_fast),
                               F.gelu_backward(dy, cache_text), dtype,
                               terms=float(np.abs(dy).max(initial=0.0)))}
@@ -47,6 +55,7 @@ shapes = st.lists(st.integers(1, 9), min_size=0, max_size=4).map(tuple)   # () i
 @given(shape=shapes, dtype=st.sampled_from([np.float64, np.float32]),
        approximate=st.sampled_from(["tanh", "none"]), seed=st.integers(0, 2**16),
        block=st.sampled_from([None, 5, 40]))
+@example(shape=(), dtype=np.float64, approximate="tanh", seed=241, block=None)   # x = -4.42
 def test_fast_gelu_equals_textbook(shape, dtype, approximate, seed, block):
     saved_block, saved_threads = threads.BLOCK_ELEMENTS, threads.set_num_threads(2)
     threads.BLOCK_ELEMENTS = block or saved_block          # small blocks: many of them
