@@ -7,8 +7,8 @@ about 1.5x faster than tanh (and which does not cancel where 1 + t does):
     y' = s + x s (1 - s) z',       z' = d(2u)/dx = 2k (1 + 3a x^2)
 
 so the cache keeps s, not t = 2s - 1, and the backward needs no
-transcendental. Where x is very negative exp(-2u) overflows to inf and s is
-0, as it should be (the overflow is expected, not reported). Each block's
+transcendental (``sigmoid_of_minus_inplace``, which the fast SwiGLU shares;
+where x is very negative s is 0, as it should be). Each block's
 passes run before the next block's (the block stays in the core's cache)
 and on every core (``npfm.fast.threads.map_rows``); the exact form's erf is
 the textbook's (npfm/functional/erf.py), applied block by block.
@@ -28,16 +28,27 @@ def _as_rows(*arrays):
     return [a.reshape(-1, a.shape[-1] if a.ndim else 1) for a in arrays]
 
 
+def sigmoid_of_minus_inplace(minus_z):
+    """Turns minus_z = -z into sigmoid(z) = 1 / (1 + exp(-z)), in place; returns it.
+
+    Three passes and one exp. Where z << 0, exp(-z) overflows to inf and the
+    sigmoid is 0, as it should be (the overflow is expected, not reported);
+    where it is tiny it keeps its relative precision, which (1 + tanh(z / 2)) / 2
+    loses to cancellation. The fast SwiGLU's gate uses it too.
+    """
+    with np.errstate(over="ignore"):
+        np.exp(minus_z, out=minus_z)
+    minus_z += 1.0
+    return np.reciprocal(minus_z, out=minus_z)
+
+
 def _gelu_tanh_rows(x, y, s):
     """Fills s = 1 / (1 + exp(-2u)) and y = x s for a block of rows."""
     np.multiply(x, x, out=s)
     s *= -2.0 * _K * _A
     s -= 2.0 * _K
     s *= x                                         # -2u = -2k (x + a x^3)
-    with np.errstate(over="ignore"):               # exp(-2u) = inf where x << 0: s = 0
-        np.exp(s, out=s)
-    s += 1.0
-    np.reciprocal(s, out=s)                        # s = sigmoid(2u)
+    sigmoid_of_minus_inplace(s)                    # s = sigmoid(2u)
     np.multiply(x, s, out=y)                       # x (1 + t) / 2 = x s
 
 

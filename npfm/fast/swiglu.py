@@ -4,16 +4,17 @@ A stacked product ``(B, T, C) @ (C, F)`` is NumPy's generic loop, not one
 BLAS call: measured here on (8, 128, 128) @ (128, 344) float32, 163 ms
 against 13 ms for the same product on the flattened (1024, 128) rows. So
 every product below runs on (N, C) rows, the sigmoid is computed once as
-1 / (1 + exp(-a)) in place (one exp, which NumPy evaluates faster than tanh;
-where a << 0, exp(-a) overflows to inf and the sigmoid is 0, as it should
-be, and the tail keeps its relative precision, which (1 + tanh(a / 2)) / 2
-loses to cancellation) and kept in the cache, and the backward's elementwise
-passes reuse their buffers.
+1 / (1 + exp(-a)) in place (``sigmoid_of_minus_inplace``, shared with the
+fast GELU: one exp, which NumPy evaluates faster than tanh, and no
+cancellation in the tail) and kept in the cache, and the backward's
+elementwise passes reuse their buffers.
 
 Cache: (x rows, W1, W3, W2, a, sigmoid(a), u, h, x's shape).
 """
 
 import numpy as np
+
+from .activations import sigmoid_of_minus_inplace
 
 
 def swiglu_forward(x, W1, W3, W2):
@@ -21,11 +22,7 @@ def swiglu_forward(x, W1, W3, W2):
     C, F = W1.shape
     x2 = x.reshape(-1, C)                                          # (N, C)
     a = x2 @ W1                                                    # (N, F)
-    sig = np.negative(a)
-    with np.errstate(over="ignore"):                               # exp(-a) = inf where a << 0
-        np.exp(sig, out=sig)
-    sig += 1.0
-    np.reciprocal(sig, out=sig)                                    # sigmoid(a)
+    sig = sigmoid_of_minus_inplace(np.negative(a))                 # sigmoid(a)
     u = x2 @ W3                                                    # (N, F)
     h = a * sig                                                    # silu(a)
     h *= u                                                         # (N, F)
