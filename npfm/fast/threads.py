@@ -31,9 +31,12 @@ threads, and two things make them collide with ours:
 
 - a block that calls a matrix product (attention does) from each of our
   threads asks OpenBLAS for its threads too: four busy threads on two
-  cores. While our threads run, ``map_rows`` asks OpenBLAS for one thread
+  cores. While its tasks run, on our threads or on the calling thread
+  alone, ``map_rows`` asks OpenBLAS for one thread
   (``openblas_set_num_threads``, found in NumPy's own OpenBLAS library), and
-  restores the number afterwards;
+  restores the number afterwards (always, not only with threads of ours:
+  OpenBLAS may round a product differently on one thread and on two, and a
+  block's results must not depend on how many threads run it);
 - after a product, OpenBLAS's threads spin for about 0.1 s before they
   sleep, taking the cores our threads need. ``import npfm`` shortens that
   spin (``OPENBLAS_THREAD_TIMEOUT``) when it runs before NumPy is loaded.
@@ -179,7 +182,7 @@ def _as_tuple(result):
 def _run_tasks(task, count):
     """[task(0), ..., task(count - 1)] computed on up to ``num_threads()``
     threads, this one included: each thread takes the next i left, and runs
-    it with one BLAS thread (the calling thread alone keeps BLAS's own)."""
+    it with one BLAS thread (with one thread of ours as well)."""
     results = [None] * count
     next_task = itertools.count()          # shared: each thread takes the next task left
 
@@ -192,10 +195,15 @@ def _run_tasks(task, count):
             _state.inside = False
 
     threads = min(_num_threads, count)
-    blas = _blas_threads() if threads > 1 else None
+    # one BLAS thread for every task, however many threads run them: OpenBLAS
+    # may round a product differently on one thread and on two (its edge
+    # tiles fall elsewhere), so a task's products must not depend on that count
+    blas = _blas_threads()
     blas_threads = blas[0]() if blas else None
-    if blas_threads:
+    if blas_threads and blas_threads > 1:
         blas[1](1)                                         # our threads, one BLAS thread each
+    else:
+        blas_threads = None                                # nothing to restore
     try:
         futures = [_get_pool().submit(run_tasks) for _ in range(threads - 1)]
         try:
@@ -218,10 +226,12 @@ def run_in_parallel(*calls):
     For independent matrix products such as a Linear's dx and dW: each runs
     whole on one core, in parallel, where OpenBLAS would run them one after
     the other, each split over the cores and synchronised (which a busy
-    machine slows badly). A product gives the same numbers on one BLAS
-    thread or several (OpenBLAS splits its rows and columns, never the sum),
-    so the results do not depend on the number of threads. Inside a block,
-    or with one thread, the calls run in turn in the calling thread.
+    machine slows badly). OpenBLAS may round a product differently on one
+    BLAS thread and on two (it splits rows and columns, never the sum, but
+    its edge tiles then fall elsewhere: seen on (128, 256) @ (256, 16)), so
+    every call runs on one BLAS thread with one thread of ours too, and the
+    results do not depend on the number of threads. Inside a block, or with
+    one thread, the calls run in turn in the calling thread.
     """
     if getattr(_state, "inside", False):
         return [call() for call in calls]
