@@ -7,14 +7,18 @@ outputs_v0.1.npz the outputs npfm 0.1 computed from them on fixed inputs. The
 CLIP checkpoint names its text tower's final LayerNorm `text.ln_final`; today
 it is the decoder stack's `text.ln_f`, read through CLIP's table of legacy names.
 
-"The same" is bit for bit where the kernels a model runs round as they did
-in 0.1 (BERT: exact GELU, LayerNorm, attention). GPT, CLIP's text tower and
-the DALL-E model run the tanh GELU, whose fast kernel now goes through
-exp(-2u) instead of tanh (npfm/fast/activations.py): the same function,
-rounded differently, so their outputs are compared as the fast-vs-textbook
-tests compare the floors, within float32 rounding of the largest output
-(tests/fast/floor_compare.py), with the masked logits (-inf) in the same
-places; and on the textbook floor as well.
+"The same" is within float32 rounding of the largest output, as the
+fast-vs-textbook tests compare the floors (tests/fast/floor_compare.py), with
+the masked logits (-inf) in the same places, on both floors. Not bit for bit:
+the stored outputs were computed on one machine, and float32 results change
+in their last bits from one CPU to another (NumPy and OpenBLAS pick their
+SIMD code by the CPU: on an AVX-512 Sapphire Rapids, BERT's hidden states
+differ from the stored ones by up to 2.4e-7 and CLIP's image embeddings by
+3e-8, with the same code); and GPT, CLIP's text tower and the DALL-E model
+run the tanh GELU, whose fast kernel now goes through exp(-2u) instead of
+tanh (npfm/fast/activations.py): the same function, rounded differently.
+A wrong weight or a wrong layer is off by far more (a constant off by 0.1%
+turns every test here red).
 """
 
 import os
@@ -66,7 +70,8 @@ def test_clip_checkpoint_with_its_old_names_gives_the_same_embeddings(then):
     ids = tokenizer.encode_batch(["a small red circle", "a large blue square"], model.config.context)
     for text in on_both_floors(lambda: model.encode_texts(ids)):
         assert_same_function(text, then["clip_text"])
-    np.testing.assert_array_equal(model.encode_images(then["clip_images"]), then["clip_image"])
+    for image in on_both_floors(lambda: model.encode_images(then["clip_images"])):
+        assert_same_function(image, then["clip_image"])
 
 
 def test_dalle_checkpoint_gives_the_same_logits(then):
@@ -79,7 +84,8 @@ def test_bert_checkpoint_gives_the_same_hidden_states(then):
     config, _, state = bert.load_encoder_from_pretraining(os.path.join(DATA, "bert.npz"))
     encoder = BertModel(config)
     encoder.load_state_dict(state)
-    np.testing.assert_array_equal(encoder.eval().forward(then["bert_ids"]), then["bert_hidden"])
+    for hidden in on_both_floors(lambda: encoder.eval().forward(then["bert_ids"])):
+        assert_same_function(hidden, then["bert_hidden"])
 
 
 def test_the_commands_read_them(capsys, tmp_path):
