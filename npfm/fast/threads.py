@@ -22,6 +22,13 @@ added in block order. The blocks depend only on the shapes,
 never on the number of threads, so results are the same bit for bit with
 one thread or eight.
 
+Calls nest: a task may call ``map_rows`` or ``run_in_parallel`` again (each
+micro-batch of ``npfm.nn.data_parallel`` runs a whole forward and backward
+as one task). A nested call asks only the threads that run no task yet,
+and cancels any helper that has not started once its own thread has run
+every block, so it never waits for a busy thread; the blocks, and so the
+bits, are those of the same call made alone.
+
 Threads: ``NPFM_NUM_THREADS`` in the environment, else the cores this
 process may use (at most 8); ``set_num_threads(n)`` changes it at run time
 (1 = no threads; the blocks are still used).
@@ -66,7 +73,9 @@ import numpy as np
 
 
 BLOCK_ELEMENTS = 1 << 18     # elements of the widest array per block: 1 MB of float32
-_state = threading.local()   # .inside: this thread is running a block already
+_state = threading.local()   # .inside: this thread is running a task already
+_busy = 0                    # threads running tasks now (nested calls use only the others)
+_busy_lock = threading.Lock()
 _pool = None
 _pool_lock = threading.Lock()
 
@@ -179,22 +188,43 @@ def _as_tuple(result):
     return result if isinstance(result, tuple) else (result,)
 
 
+def in_task():
+    """True while this thread runs a task of ``map_rows`` or ``run_in_parallel``."""
+    return getattr(_state, "inside", False)
+
+
 def _run_tasks(task, count):
     """[task(0), ..., task(count - 1)] computed on up to ``num_threads()``
     threads, this one included: each thread takes the next i left, and runs
-    it with one BLAS thread (with one thread of ours as well)."""
+    it with one BLAS thread (with one thread of ours as well).
+
+    From inside a task (nested: a micro-batch's LayerNorm, say) only the
+    threads that run no task yet are asked to help (none: this thread runs
+    every task in turn), and a helper that has not started by the time this
+    thread has run every task is cancelled: a nested call never waits for a
+    busy thread."""
     results = [None] * count
     next_task = itertools.count()          # shared: each thread takes the next task left
 
     def run_tasks():
-        _state.inside = True                               # nested map_rows runs serially
+        global _busy
+        was_inside = in_task()
+        if not was_inside:
+            with _busy_lock:
+                _busy += 1
+        _state.inside = True
         try:
             while (i := next(next_task)) < count:
                 results[i] = task(i)
         finally:
-            _state.inside = False
+            _state.inside = was_inside
+            if not was_inside:
+                with _busy_lock:
+                    _busy -= 1
 
     threads = min(_num_threads, count)
+    if in_task():
+        threads = min(threads, 1 + _num_threads - _busy)   # this thread and the free ones
     # one BLAS thread for every task, however many threads run them: OpenBLAS
     # may round a product differently on one thread and on two (its edge
     # tiles fall elsewhere), so a task's products must not depend on that count
@@ -209,13 +239,15 @@ def _run_tasks(task, count):
         try:
             run_tasks()
         finally:
-            for f in futures:                              # every task done (or failed)
-                f.exception()
+            for f in futures:                              # every task done (or failed):
+                if not f.cancel():                         # a helper that never started is
+                    f.exception()                          # dropped, one that did is waited for
     finally:
         if blas_threads:
             blas[1](blas_threads)
     for f in futures:
-        f.result()                                         # re-raise a worker's error
+        if not f.cancelled():
+            f.result()                                     # re-raise a worker's error
     return results
 
 
@@ -230,11 +262,9 @@ def run_in_parallel(*calls):
     BLAS thread and on two (it splits rows and columns, never the sum, but
     its edge tiles then fall elsewhere: seen on (128, 256) @ (256, 16)), so
     every call runs on one BLAS thread with one thread of ours too, and the
-    results do not depend on the number of threads. Inside a block, or with
-    one thread, the calls run in turn in the calling thread.
+    results do not depend on the number of threads. From inside a task the
+    calls go to the threads that are free (none: they run in turn here).
     """
-    if getattr(_state, "inside", False):
-        return [call() for call in calls]
     return _run_tasks(lambda i: calls[i](), len(calls))
 
 
@@ -253,8 +283,6 @@ def map_rows(fn, *arrays, block_elements=None):
             break
     else:
         return fn(*arrays)                                 # every array fits in one block
-    if getattr(_state, "inside", False):
-        return fn(*arrays)                                 # inside a block already
     n = len(arrays[0])
     widest = max(math.prod(a.shape[1:]) for a in arrays)   # elements per row
     if any(len(a) != n for a in arrays):

@@ -25,6 +25,7 @@ import numpy as np
 from ..config import ConfigMixin, default_hidden
 from ..core import Parameter, check_ids
 from ..fast import pair
+from ..nn import data_parallel
 from ..nn.dropout import Dropout
 from ..nn.embedding import Embedding
 from ..nn.positional import PositionalEmbedding, SinusoidalPositionalEncoding
@@ -160,6 +161,9 @@ class GPT(DecoderStack):
         """
         offset = kv_caches[0].length if kv_caches else 0
         ids = self._check(ids, offset, "GPT")
+        logits = data_parallel.split_forward(self, ids, whole=kv_caches is not None)
+        if logits is not None:
+            return logits                       # a training batch in micro-batches, one per core
         x = self.tok_emb(ids)                                       # (B, T, C)
         if self.pos is not None:
             x = self.pos(x, offset=offset)                          # (B, T, C)
@@ -171,6 +175,8 @@ class GPT(DecoderStack):
 
     def backward(self, dlogits):
         """dlogits: (B, T, V). Fills every Parameter's grad; ids have no gradient."""
+        if data_parallel.ran_split(self):
+            return data_parallel.split_backward(self, dlogits)   # the micro-batches' replicas
         cache = self._saved()
         dlogits = self._check_dy(dlogits, self.config.vocab_size)
         dh, dWT, _ = self._head_backward(dlogits, cache)            # (B, T, C), (C, V)

@@ -84,19 +84,40 @@ def test_an_error_in_a_worker_thread_reaches_the_caller(threads):
         map_rows(fn, x, block_elements=2)
 
 
-def test_nested_map_rows_runs_serially_without_deadlock(threads):
-    threads(2)
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_nested_map_rows_gives_the_same_bits_without_deadlock(threads, n_threads):
+    threads(n_threads)
     x = np.random.default_rng(1).standard_normal((64, 4))
-    y = np.empty_like(x)
-
-    def double(a, b):
-        np.multiply(a, 2.0, out=b)
+    y, want = np.empty_like(x), np.empty_like(x)
 
     def outer(x, y):
-        map_rows(double, x, y, block_elements=4)
+        return map_rows(_square_rows, x, y, block_elements=4)   # blocks inside a block
 
-    map_rows(outer, x, y, block_elements=16)
-    np.testing.assert_array_equal(y, 2.0 * x)
+    got = map_rows(outer, x, y, block_elements=16)
+    threads(1)
+    sums = [map_rows(_square_rows, x[i:i + 4], want[i:i + 4], block_elements=4) for i in range(0, 64, 4)]
+    np.testing.assert_array_equal(y, want)
+    for total, parts in zip(got, zip(*sums)):                 # the inner blocks' sums, as alone
+        np.testing.assert_array_equal(total, sum(parts[1:], parts[0].copy()))
+
+
+def test_a_nested_call_uses_only_threads_that_are_free(threads):
+    threads(2)
+    both_busy = threading.Barrier(2, timeout=10)
+    seen = []
+
+    def task():
+        both_busy.wait()                                     # each of the two threads runs a task
+        seen.append((threading.get_ident(),
+                     run_in_parallel(threading.get_ident, threading.get_ident)))
+
+    outer = threading.Thread(target=run_in_parallel, args=(task, task), daemon=True)
+    outer.start()
+    outer.join(timeout=30)
+    assert not outer.is_alive(), "a nested call waited for a busy thread: deadlock"
+    assert len(seen) == 2 and seen[0][0] != seen[1][0]
+    for me, nested in seen:
+        assert nested == [me, me]                            # no free thread: both calls here, in turn
 
 
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
@@ -121,7 +142,7 @@ def test_run_in_parallel_returns_each_result_in_order(threads, n_threads):
         np.testing.assert_array_equal(got, want)           # the same bits as a call alone
 
 
-def test_run_in_parallel_passes_on_an_error_and_runs_serially_inside_a_block(threads):
+def test_run_in_parallel_passes_on_an_error_also_inside_a_block(threads):
     threads(2)
 
     def fail():
@@ -132,10 +153,14 @@ def test_run_in_parallel_passes_on_an_error_and_runs_serially_inside_a_block(thr
     seen = []
 
     def block(rows):
-        seen.append(run_in_parallel(lambda: threading.get_ident(), lambda: threading.get_ident()))
+        seen.append(run_in_parallel(lambda: 1, lambda: 2))
+        if rows[0, 0] == 7:
+            run_in_parallel(lambda: 1, fail)
 
-    map_rows(block, np.ones((8, 4)), block_elements=4)
-    assert len(seen) == 8 and all(a == b for a, b in seen)   # each block (a row): one thread for both
+    rows = np.arange(8.0)[:, None] * np.ones((8, 4))
+    with pytest.raises(ValueError, match="bad call"):
+        map_rows(block, rows, block_elements=4)
+    assert seen.count([1, 2]) >= 1 and all(s == [1, 2] for s in seen)
 
 
 def test_thread_settings_are_checked(monkeypatch):
