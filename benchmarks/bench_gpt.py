@@ -6,8 +6,9 @@ where torch is importable.
     python benchmarks/bench_gpt.py [--repeat 10] [--new-tokens 256] [--generation-only]
 
 Ratios are npfm time / PyTorch time (lower is better); each training row is
-followed by the textbook floor's time (``npfm.fast.reference()``: one step, after
-a warm-up one). For generation the table also gives the cache's speed-up over
+followed by the step with the batch whole (no micro-batches, ``npfm/nn/data_parallel.py``)
+timed in turn with the split step (its ratio is split / whole), and by the
+textbook floor's time (``npfm.fast.reference()``: one step, after a warm-up one). For generation the table also gives the cache's speed-up over
 recomputing the window.
 """
 
@@ -26,6 +27,7 @@ from npfm.nn import CrossEntropyLoss  # noqa: E402
 from npfm.models.gpt import GPT, generate, preset  # noqa: E402
 from npfm.optim import AdamW, param_groups  # noqa: E402
 from npfm.fast.threads import num_threads  # noqa: E402
+from npfm.nn import data_parallel  # noqa: E402
 
 BATCH = {"default": 32, "large": 16}
 
@@ -40,6 +42,17 @@ def npfm_step(model, ids):
         model.backward(loss.backward())
         opt.step()
     return step
+
+
+def whole_batch(step):
+    """``step`` with its batch run whole: no micro-batches (npfm/nn/data_parallel.py)."""
+    def run():
+        saved, data_parallel.MIN_TOKENS = data_parallel.MIN_TOKENS, 1 << 62
+        try:
+            step()
+        finally:
+            data_parallel.MIN_TOKENS = saved
+    return run
 
 
 def torch_step(torch, ref, ids):
@@ -112,6 +125,10 @@ def main():
         t_ours, t_ref = best_of_pair(npfm_step(model, ids), ref_step, args.repeat)
         label = f"{name}: B={B} T={config.context} C={config.dim} L={config.n_layers}"
         print(row(label, t_ours, t_ref), flush=True)
+        step = npfm_step(model, ids)
+        t_split, t_whole = best_of_pair(step, whole_batch(step), args.repeat)
+        print(f"{'  micro-batches / batch whole':<34} {t_split * 1e3:9.1f} ms {t_whole * 1e3:9.1f} ms  "
+              f"{t_split / t_whole:6.2f}x", flush=True)
         with npfm.fast.reference():                # the textbook floor: one step after a warm-up
             textbook_step = npfm_step(model, ids)
             textbook_step()
