@@ -53,6 +53,7 @@ class _Split:
         self.replicas = []
         self.replica_params = []    # replica k's Parameters, in the model's order
         self.sizes = None           # micro-batch lengths of the last forward, None: it ran whole
+        self.shape = None           # the shape of its output
 
 
 def _state(model):
@@ -109,8 +110,9 @@ def split_forward(model, x, whole=False):
     replicas = _replicas(model, state, model.parameters())
     parts = np.array_split(x, k)
     outs = run_in_parallel(*(partial(r.forward, part) for r, part in zip(replicas, parts)))
-    state.sizes = [len(part) for part in parts]
-    return np.concatenate(outs)
+    out = np.concatenate(outs)
+    state.sizes, state.shape = [len(part) for part in parts], out.shape
+    return out
 
 
 def ran_split(model):
@@ -127,10 +129,7 @@ def split_backward(model, dy):
     first. Returns the replicas' input gradients concatenated, or None if
     they return none (a model whose inputs are ids)."""
     state = model.__dict__["_split"]
-    dy = np.asarray(dy)
-    if dy.ndim == 0 or len(dy) != sum(state.sizes):
-        raise ValueError(f"{type(model).__name__}.backward: dy has shape {dy.shape}, "
-                         f"the output of forward had {sum(state.sizes)} rows")
+    dy = model._check_dy(dy, shape=state.shape)
     parts = np.split(dy, np.cumsum(state.sizes)[:-1])
 
     def backward(i):

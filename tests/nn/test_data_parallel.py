@@ -117,7 +117,7 @@ def test_backward_twice_adds_twice_and_a_wrong_dy_is_refused(split_small):
     model.backward(np.cos(logits))
     for p, g in zip(model.parameters(), once):
         np.testing.assert_allclose(p.grad, 2 * g, rtol=1e-14, atol=0)
-    with pytest.raises(ValueError, match="output of forward had 8 rows"):
+    with pytest.raises(ValueError, match="the output of forward had shape"):
         model.backward(np.cos(logits[:5]))
 
 
@@ -135,7 +135,6 @@ def test_the_batch_runs_whole_where_a_split_would_change_it(case, split_small, m
         with npfm.reference():
             model(ids)
     elif case == "KV caches":
-        model.eval().train()
         model(ids, kv_caches=model.new_kv_caches(len(ids)))
     else:
         model(ids)
