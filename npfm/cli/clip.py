@@ -56,7 +56,7 @@ def add_commands(sub, train_models, finetune_models=None):
 
 # defaults of the main job: `npfm train clip` ends within 10 minutes on 2 cores
 JOB_DEFAULTS = {
-    "shapes": dict(steps=4000, batch_size=128, lr=2e-3, eval_every=500),
+    "shapes": dict(steps=6000, batch_size=128, lr=2e-3, eval_every=500),
     "digits": dict(steps=2000, batch_size=128, lr=2e-3, eval_every=500),
 }
 

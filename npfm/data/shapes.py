@@ -217,6 +217,55 @@ def render(shape, colour, size, position, image_size=16, seed=0):
     return np.clip(images, 0.0, 1.0, out=images), coverage
 
 
+def colour_jitter(images, coverage, colour, rng, amount=0.3, max_draws=100):
+    """Each image's red, green and blue scaled by gains of its own (an augmentation),
+    drawn so that its colour keeps its name.
+
+    images: (N, S, S, 3) in [0, 1]; coverage: (N, S, S), the shape's ink in each
+    pixel; colour: (N,) indices into COLOURS; rng: a Generator; amount: gains
+    are drawn uniformly from [1 - amount, 1 + amount], one per image and channel.
+    An image's gains are drawn again while its ink (the colour of the pixels
+    the shape covers) times them is nearer another colour's base (COLOUR_RGB)
+    than its own, so its caption stays true; after max_draws the leftovers keep
+    gains of 1. Returns a new (N, S, S, 3) float32 array, clipped to [0, 1].
+
+    Why: a shape's pixels are its colour times its coverage, so an image tower
+    can learn each shape's look anew for every colour it was shown in, and that
+    does not carry over to the (shape, colour) pairs it never saw (UNSEEN_PAIRS).
+    Shown each shape in colours moved around by the gains, it learns the shape
+    apart from the colour.
+    """
+    images = np.asarray(images)
+    coverage = np.asarray(coverage)
+    colour = np.asarray(colour, dtype=np.int64).ravel()
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"colour_jitter: images must be (N, S, S, 3), got shape {images.shape}")
+    if coverage.shape != images.shape[:3]:
+        raise ValueError(f"colour_jitter: coverage must be {images.shape[:3]}, got {coverage.shape}")
+    if colour.shape != images.shape[:1] or (colour.size and (colour.min() < 0
+                                                             or colour.max() >= len(COLOURS))):
+        raise ValueError(f"colour_jitter: colour must be {len(images)} indices in "
+                         f"[0, {len(COLOURS)}), got {colour.tolist()[:8]}")
+    if not 0.0 <= amount < 1.0:
+        raise ValueError(f"colour_jitter: amount must be in [0, 1), got {amount!r}")
+    gains = rng.uniform(1.0 - amount, 1.0 + amount, (len(images), 3))              # (N, 3)
+    weight = coverage.astype(np.float64) ** 8                                        # (N, S, S) ~ covered
+    ink = (np.einsum("nij,nijc->nc", weight, images)
+           / np.maximum(weight.sum(axis=(1, 2)), 1e-12)[:, None])                    # (N, 3)
+    wrong = np.zeros(len(images), dtype=bool)                                       # (N,)
+    for _ in range(max_draws):
+        moved = np.minimum(ink * gains, 1.0)                                        # (N, 3)
+        named = ((moved[:, None, :] - COLOUR_RGB[None]) ** 2).sum(-1).argmin(1)    # (N,)
+        wrong = named != colour
+        if not wrong.any():
+            break
+        gains[wrong] = rng.uniform(1.0 - amount, 1.0 + amount, (int(wrong.sum()), 3))
+    else:
+        gains[wrong] = 1.0
+    out = images * gains[:, None, None, :].astype(np.float32)                      # (N, S, S, 3)
+    return np.clip(out, 0.0, 1.0, out=out).astype(np.float32, copy=False)
+
+
 def _check_size(image_size):
     if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 12:
         raise ValueError(f"image size must be an integer >= 12 (16, 24 or 32 are usual), "

@@ -6,8 +6,11 @@ loss and zero-shot accuracies.
 Two data sets, neither downloaded:
 
     shapes   coloured shapes drawn on the spot (``npfm.data.shapes``); a fresh
-             batch every step. Zero-shot: name the shape, name the colour, on
-             held-out images and on (shape, colour) pairs never seen in training.
+             batch every step, its colours jittered by gains per channel that
+             keep each colour's name (``colour_jitter``), so that the image tower
+             learns shapes apart from colours. Zero-shot: name the shape, name
+             the colour, on held-out images and on (shape, colour) pairs never
+             seen in training.
     digits   scikit-learn's 1,797 handwritten digits (``npfm.data.digits``),
              1,438 to train and 359 held out. Zero-shot: name the digit.
              143 of the 1,438 (a tenth) are held back from training: with
@@ -47,6 +50,8 @@ class ShapesData:
     name = "shapes"
     channels = 3
 
+    jitter = 0.3                        # training images' gains: 1 -+ jitter per channel
+
     def __init__(self, image_size=16, n_eval=512, n_zero_shot=500, seed=0):
         from ..data import shapes
         self.shapes, self.image_size = shapes, image_size
@@ -58,10 +63,13 @@ class ShapesData:
         return self.shapes.make_shapes(2000, "train", seed=self.seed, size=self.image_size)["captions"]
 
     def train_batch(self, rng, batch_size):
-        """A fresh batch of the training split, drawn from ``rng``."""
+        """A fresh batch of the training split, drawn from ``rng``, its colours jittered
+        (``colour_jitter``, gains of 1 -+ jitter that keep each colour's name) so that the
+        image tower learns shapes apart from colours: the never-seen pairs then come out right."""
         d = self.shapes.make_shapes(batch_size, "train", seed=int(rng.integers(2**31)),
                                     size=self.image_size)
-        return d["images"], d["captions"]
+        images = self.shapes.colour_jitter(d["images"], d["coverage"], d["colour"], rng, self.jitter)
+        return images, d["captions"]
 
     def held_out(self, split="test", n=None, seed=None):
         """(images, captions, class ids, data dict) of a held-out split; class = (shape, colour)."""
